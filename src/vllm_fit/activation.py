@@ -1,0 +1,122 @@
+"""The profile run's peak: what "torch peak memory increase" measures.
+
+vLLM's ``profile_run`` (vllm/v1/worker/gpu_model_runner.py) runs the model over
+``max_num_batched_tokens`` (T) dummy tokens split into R = min(max_num_seqs, T)
+requests, keeps ``hidden_states`` [T, H] alive, then (last PP stage only) runs
+the dummy sampler on R rows of logits over the vocabulary V with top-k and
+top-p set.  The peak is the larger of the forward pass and the sampler phase,
+plus allocations the run keeps (cuBLAS workspace, PP intermediate tensors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .calibration import PROFILE_KEPT_BYTES
+from .model_spec import ModelSpec
+from .units import next_power_of_2
+from .versions import VersionRules
+
+
+@dataclass(frozen=True)
+class ActivationEstimate:
+    total_bytes: int
+    sampler_bytes: int
+    sampler_phase_bytes: int
+    forward_phase_bytes: int
+    kept_bytes: int
+    sampler_path: str
+    num_sampler_requests: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def dominant(self) -> str:
+        return "sampler" if self.sampler_phase_bytes >= self.forward_phase_bytes else "forward"
+
+
+def sampler_bytes(path: str, r: int, v: int, logits_bytes: int, sms: int) -> int:
+    """Peak bytes of the dummy sampler over R x V logits ([2.2]).
+
+    * sort (v0.11 without flashinfer, v0.12-0.16): model-dtype logits + fp32
+      copy + ``sort`` (fp32 values, int64 indices and 20 bytes/elem of sort
+      temporaries) = (b + 36) R V  [measured on H100 in the reference].
+    * triton (v0.17-0.20): logits + fp32 copy + softmax + q = (b + 12) R V,
+      plus a kept fp32 scratch of min(next_pow2(min(SMs, R)), SMs) x V.
+      The fp32 copy is paid even for fp32 logits: the 0.19 fp32 Llama-3.1-8B
+      log (2.21 GiB) needs 16 R V where 12 would give 1.83 GiB.
+    * flashinfer (v0.22+ on CUDA): logits + fp32 copy + top-k-masked logits +
+      softmax = (b + 12) R V.
+    """
+    rv = r * v
+    if path == "sort":
+        return (logits_bytes + 36) * rv
+    if path == "triton":
+        if r < 8:  # apply_top_k_top_p falls back to the sort path for R < 8
+            return (logits_bytes + 36) * rv
+        scratch_rows = min(next_power_of_2(min(sms, r)), sms)
+        return (logits_bytes + 12) * rv + 4 * scratch_rows * v
+    if path == "flashinfer":
+        return (logits_bytes + 12) * rv
+    raise ValueError(path)
+
+
+def forward_peak_bytes(spec: ModelSpec, tokens: int, tp: int, dtype_bytes: int) -> int:
+    """Largest live set inside one decoder layer at T tokens (per rank).
+
+    Dense gated MLP: gate_up output [T, 2I/tp] + activation output [T, I/tp]
+    + four [T, H] tensors (residual, hidden, normed input, layer output).
+    Attention: qkv [T, (q + 2kv)/tp] + attention output [T, q/tp] + four [T, H].
+    torch.compile may fuse some of these; this is the unfused bound, which
+    matched the 0.19 PP first-stage logs to about 0.1 GiB.
+    """
+    h = spec.hidden_size
+    inter = spec.intermediate_size // tp
+    mlp = (3 * inter if spec.mlp_gated else 2 * inter) + 4 * h
+    kv = max(1, spec.num_kv_heads // tp) * spec.head_dim
+    q = spec.q_size // tp
+    attn = (q + 2 * kv) + q + 4 * h
+    return tokens * dtype_bytes * max(mlp, attn)
+
+
+def estimate_activation(
+    spec: ModelSpec,
+    rules: VersionRules,
+    *,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+    tp: int,
+    is_first_stage: bool,
+    is_last_stage: bool,
+    dtype_bytes: int,
+    sms: int,
+    sampler_path: str,
+) -> ActivationEstimate:
+    t = max_num_batched_tokens
+    r = min(max_num_seqs, t)
+    h = spec.hidden_size
+    v = spec.vocab_size
+    notes: list[str] = []
+    forward = forward_peak_bytes(spec, t, tp, dtype_bytes)
+    kept = PROFILE_KEPT_BYTES
+    if not is_first_stage:
+        # make_empty_intermediate_tensors: hidden + residual [T, H], created in
+        # the dummy run and kept (0.19 PP logs: +0.12 GiB on stages > 0).
+        kept += 2 * t * h * dtype_bytes
+    s_bytes = 0
+    s_phase = 0
+    if is_last_stage:
+        s_bytes = sampler_bytes(sampler_path, r, v, dtype_bytes, sms)
+        # hidden_states [T, H] stays referenced; the R gathered rows and their
+        # rand_like copy add 2 R H.
+        s_phase = s_bytes + t * h * dtype_bytes + 2 * r * h * dtype_bytes
+    total = max(forward, s_phase) + kept
+    return ActivationEstimate(
+        total_bytes=total,
+        sampler_bytes=s_bytes,
+        sampler_phase_bytes=s_phase,
+        forward_phase_bytes=forward,
+        kept_bytes=kept,
+        sampler_path=sampler_path if is_last_stage else "none (not the last PP stage)",
+        num_sampler_requests=r if is_last_stage else 0,
+        notes=tuple(notes),
+    )

@@ -1,0 +1,70 @@
+"""The memory lines vLLM would log for a plan, in that version's format."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .engine import EngineSettings
+from .messages import gib_text
+from .units import GiB
+from .versions import VersionRules
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .planner import Plan
+
+
+def vllm_log_lines(plan: "Plan", rules: VersionRules, s: EngineSettings) -> list[str]:
+    g = lambda b: gib_text(rules, b)  # noqa: E731
+    lines: list[str] = []
+    if rules.minor == 11:
+        lines.append(f"Model loading took {plan.weights_bytes / GiB:.4f} GiB and <t> seconds")
+    else:
+        lines.append(f"Model loading took {g(plan.weights_bytes)} GiB memory and <t> seconds")
+    if plan.failure_kind in ("invalid_config", "invalid_parallel_config", "free_memory_below_budget", "cuda_oom_loading"):
+        return [plan.error or ""] if plan.failure_kind != "cuda_oom_loading" else lines[:0] + [plan.error or ""]
+    if rules.cudagraph_estimate_logged and plan.cudagraph_estimate_bytes:
+        lines.append(f"Estimated CUDA graph memory: {plan.cudagraph_estimate_bytes / GiB:.2f} GiB total")
+    non_kv = plan.weights_bytes + plan.activation_bytes + plan.non_torch_bytes
+    if s.kv_cache_memory_bytes is not None:
+        lines.append(
+            f"Initial free memory {g(plan.free_at_start_bytes)} GiB, reserved {s.kv_cache_memory_bytes / GiB:.2f} GiB memory "
+            "for KV Cache as specified by kv_cache_memory_bytes config and skipped memory profiling."
+        )
+    elif rules.profiling_formula == "le26":
+        sep = "" if rules.gib_format != "%.2f" else ""
+        lines.append(
+            f"Memory profiling takes <t> seconds. Total non KV cache memory: {g(non_kv)}GiB{sep}; "
+            f"torch peak memory increase: {g(plan.activation_bytes)}GiB; non-torch forward increase memory: "
+            f"{g(plan.non_torch_bytes)}GiB; weights memory: {g(plan.weights_bytes)}GiB."
+        )
+    else:
+        lines.append(
+            f"Memory profiling takes <t> seconds. Total non KV cache memory: {g(non_kv)}GiB; torch peak memory "
+            f"increase: {g(plan.activation_bytes)}GiB; total consumed (from mem_get_info): "
+            f"{g(plan.weights_bytes + plan.non_torch_bytes)}GiB; weights memory: {g(plan.weights_bytes)}GiB."
+        )
+    if plan.kv_cache_bytes is not None and s.kv_cache_memory_bytes is None:
+        lines.append(f"Available KV cache memory: {g(plan.kv_cache_bytes)} GiB")
+    if plan.failure_kind in ("no_memory_for_cache_blocks", "max_model_len_does_not_fit", "cuda_oom_profiling"):
+        lines.append(plan.error or "")
+        return lines
+    tokens = f"{plan.kv_cache_tokens:,}"
+    mml = f"{s.max_model_len:,}" if plan.settings.get("max_model_len") is None else f"{plan.settings['max_model_len']:,}"
+    if rules.kv_log_combined:
+        lines.append(
+            f"GPU KV cache size: {tokens} tokens, Maximum concurrency for {mml} tokens per request: {plan.max_concurrency:.2f}x"
+        )
+    else:
+        lines.append(f"GPU KV cache size: {tokens} tokens")
+        lines.append(f"Maximum concurrency for {mml} tokens per request: {plan.max_concurrency:.2f}x")
+    if s.cudagraph_mode != "NONE":
+        lines.append(f"Graph capturing finished in <t> secs, took {plan.cudagraph_bytes / GiB:.2f} GiB")
+    if plan.kv_cache_memory_bytes_to_requested is not None:
+        a, b = plan.kv_cache_memory_bytes_to_requested, plan.kv_cache_memory_bytes_to_gpu
+        lines.append(
+            f"[{rules.recommendation_level}] ... Replace gpu_memory_utilization config with `--kv-cache-memory={a}` "
+            f"({g(a)} GiB) to fit into requested memory, or `--kv-cache-memory={b}` ({g(b)} GiB) to fully utilize gpu memory."
+        )
+    if plan.error:
+        lines.append(plan.error)
+    return lines

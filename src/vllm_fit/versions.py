@@ -1,0 +1,172 @@
+"""Everything that differs between vLLM releases, in one place.
+
+Each field of ``VersionRules`` names the vLLM file it was read from.  Sources:
+the PyPI wheels of the ``.0`` releases, summarised in
+``../shared/reference/vllm-memory-accounting.md`` (sections in brackets) and
+checked against the wheels where ``docs/research/vllm-version-facts.md`` says
+so.  Patch releases (x.y.z) use the rules of x.y.0.  v0.21.0 has no x86-64
+wheel on PyPI and was not read: it uses the v0.20 rules and the plan says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from .errors import VllmFitError
+
+OLDEST = (0, 11)
+NEWEST = (0, 33)
+DEFAULT_VERSION = "0.33.0"
+
+
+@dataclass(frozen=True)
+class VersionRules:
+    version: str
+    minor: int
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    # [1.2] vllm/v1/worker/gpu_worker.py (0.11: total*util, a float);
+    # vllm/v1/worker/utils.py request_memory (0.14+: ceil).
+    requested_ceil: bool = True
+
+    # [1.4] vllm/utils/mem_utils.py memory_profiling: "le26" = weights + torch
+    # peak increase + non-torch increase; "ge27" = total consumed (mem_get_info)
+    # + transient peak headroom.
+    profiling_formula: str = "le26"
+
+    # [1.5] VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS: the estimate exists from
+    # 0.18 (gpu_model_runner.profile_cudagraph_memory) and is subtracted by
+    # default from 0.20 (vllm/envs.py default "1").
+    cudagraph_estimate_logged: bool = False
+    cudagraph_estimate_subtracted: bool = False
+
+    # [2.2] vllm/v1/sample/ops/topk_topp_sampler.py default path on CUDA.
+    sampler_path: str = "sort"  # sort | triton | flashinfer
+
+    # [2.3] vllm/config/vllm.py use_v2_model_runner default.
+    v2_runner: str = "never"  # never | some | all
+
+    # [3.1] vllm/engine/arg_utils.py: >= 160 GiB row for serve (0.28+).
+    large_gpu_defaults: bool = False
+    # [3.1] 0.14+: mbt = min(max_num_seqs * max_model_len, mbt).
+    cap_mbt_by_seqs_times_len: bool = True
+
+    # [4.2] vllm/config/compilation.py capture sizes: "v011" or "v012".
+    capture_sizes: str = "v012"
+
+    # [5.6] vllm/v1/core/kv_cache_utils.py: tokens in "GPU KV cache size".
+    # "groups" = num_blocks // num_groups * block_size (<= 0.20);
+    # "concurrency" = int(num_blocks / blocks_per_request * max_model_len) (0.22+).
+    kv_tokens_formula: str = "groups"
+    # 0.28+: one combined line "GPU KV cache size: N tokens, Maximum concurrency ...".
+    kv_log_combined: bool = False
+
+    # [5.7] needed memory for one request: "layers" (0.11), "first_group"
+    # (0.14-0.18), "all_groups" (0.19+).
+    one_request_check: str = "all_groups"
+
+    # [5.1] sliding-window in-flight tokens: X = max_num_batched_tokens (<=0.25)
+    # or max_concurrent_batches * max_num_batched_tokens (0.26+).
+    sliding_window_in_flight_batches: bool = False
+
+    # [8] number formatting of memory lines: "%.2f" (0.11) or format_gib (0.14+).
+    gib_format: str = "format_gib"
+    # [8] error texts: "models's" typo until 0.21, "model's" from 0.22.
+    max_len_error_typo: bool = True
+    # [8] docs link appended to the KV errors from 0.14.
+    kv_error_docs_link: bool = True
+    # [8] 0.33: a sentence about the CPU backend.
+    kv_error_cpu_note: bool = False
+    # [8] the free-memory error names the device ("cuda:0") from 0.14.
+    free_memory_error_names_device: bool = True
+    # [1.7] recommendation log level: DEBUG <= 0.25, INFO 0.26+; 0.27+ text.
+    recommendation_level: str = "DEBUG"
+    # [5.3] default block size on CUDA (platforms/cuda.py).
+    default_block_size: int = 16
+    # [1.1] 0.33: cuBLAS handles created before the init snapshot.
+    cublas_in_baseline: bool = False
+
+    @property
+    def tuple(self) -> tuple[int, int]:
+        return (0, self.minor)
+
+
+def _rules_for_minor(minor: int) -> VersionRules:
+    r = VersionRules(version=f"0.{minor}.0", minor=minor)
+    notes: list[str] = []
+    if minor == 11:
+        r = replace(
+            r,
+            requested_ceil=False,
+            capture_sizes="v011",
+            cap_mbt_by_seqs_times_len=False,
+            one_request_check="layers",
+            gib_format="%.2f",
+            kv_error_docs_link=False,
+            free_memory_error_names_device=False,
+        )
+        notes.append(
+            "v0.11 sampler: PyTorch sort path (the flashinfer package is an optional extra; "
+            "the measured seed rows match the sort path)"
+        )
+    if 12 <= minor <= 13:
+        # Between the anchors 0.11 and 0.14; the wheel facts file says which apply.
+        r = replace(r, one_request_check="first_group")
+    if 14 <= minor <= 18:
+        r = replace(r, one_request_check="first_group")
+    if 17 <= minor <= 20 or minor == 21:
+        r = replace(r, sampler_path="triton")
+    if minor >= 22:
+        r = replace(r, sampler_path="flashinfer", kv_tokens_formula="concurrency", max_len_error_typo=False)
+    if minor >= 18:
+        r = replace(r, cudagraph_estimate_logged=True)
+    if minor >= 20:
+        r = replace(r, cudagraph_estimate_subtracted=True)
+    if minor == 21:
+        notes.append("v0.21.0 has no x86-64 wheel and was not read: using the v0.20 rules")
+    if minor >= 26:
+        r = replace(r, sliding_window_in_flight_batches=True, recommendation_level="INFO")
+    if minor >= 27:
+        r = replace(r, profiling_formula="ge27")
+    if minor >= 28:
+        r = replace(r, kv_log_combined=True, large_gpu_defaults=True)
+    if 22 <= minor <= 28:
+        r = replace(r, v2_runner="some")
+    if minor >= 29:
+        r = replace(r, v2_runner="all")
+    if minor >= 33:
+        r = replace(r, kv_error_cpu_note=True, cublas_in_baseline=True)
+    return replace(r, notes=tuple(notes))
+
+
+@lru_cache(maxsize=64)
+def rules_for(version: str | None) -> VersionRules:
+    """Parse '0.19', '0.19.0', 'v0.19.1' and return the rules of that release."""
+    text = (version or DEFAULT_VERSION).strip().lower().lstrip("v")
+    parts = text.split(".")
+    try:
+        nums = [int(p) for p in parts[:3] if p != ""]
+    except ValueError:
+        raise VllmFitError(
+            f"unknown vLLM version {version!r}",
+            "Give a release like 0.19.0; supported: 0.11.0 to 0.33.0.",
+        ) from None
+    if len(nums) < 2 or len(parts) > 3:
+        raise VllmFitError(
+            f"unknown vLLM version {version!r}",
+            "Give a release like 0.19.0; supported: 0.11.0 to 0.33.0.",
+        )
+    major, minor = nums[0], nums[1]
+    if (major, minor) < OLDEST or (major, minor) > NEWEST:
+        raise VllmFitError(
+            f"vLLM {version} is not supported",
+            "vllm-fit models vLLM 0.11.0 to 0.33.0 (the V1 engine); pick one of those with --vllm-version.",
+        )
+    rules = _rules_for_minor(minor)
+    patch = nums[2] if len(nums) > 2 else 0
+    return replace(rules, version=f"{major}.{minor}.{patch}")
+
+
+def supported_versions() -> list[str]:
+    return [f"0.{m}.0" for m in range(OLDEST[1], NEWEST[1] + 1)]
