@@ -285,14 +285,21 @@ def run_case(case: dict, log_dir: Path | None, first: bool) -> dict:
             )
             result.update(_kv_config_summary(llm))
             if case.get("generate"):
+                # Start-up succeeded (ok=True); a failing first forward pass is
+                # recorded separately as generate_error*.
                 from vllm import SamplingParams
                 from vllm.inputs import TokensPrompt
 
-                outs = llm.generate(
-                    [TokensPrompt(prompt_token_ids=[1, 5, 9, 17, 33])],
-                    SamplingParams(max_tokens=8, temperature=0.0, detokenize=False),
-                )
-                result["generated_token_ids"] = list(outs[0].outputs[0].token_ids)
+                try:
+                    outs = llm.generate(
+                        [TokensPrompt(prompt_token_ids=[1, 5, 9, 17, 33])],
+                        SamplingParams(max_tokens=8, temperature=0.0, detokenize=False),
+                    )
+                    result["generated_token_ids"] = list(outs[0].outputs[0].token_ids)
+                except Exception as e:  # noqa: BLE001
+                    traceback.print_exc()
+                    result["generate_error_type"] = type(e).__name__
+                    result["generate_error"] = str(e)[:2000]
         except BaseException as e:  # noqa: BLE001 - record any start-up failure
             if isinstance(e, KeyboardInterrupt):
                 raise

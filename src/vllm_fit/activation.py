@@ -46,6 +46,8 @@ def sampler_bytes(path: str, r: int, v: int, logits_bytes: int, sms: int) -> int
       log (2.21 GiB) needs 16 R V where 12 would give 1.83 GiB.
     * flashinfer (v0.22+ on CUDA): logits + fp32 copy + top-k-masked logits +
       softmax = (b + 12) R V.
+    * v2-logits (Model Runner V2, 0.22-0.32): b R V.  V2 in 0.33 adds an fp32
+      copy and FlashInfer/Triton top-k/top-p: taken as the flashinfer path.
     """
     rv = r * v
     if path == "sort":
@@ -57,6 +59,10 @@ def sampler_bytes(path: str, r: int, v: int, logits_bytes: int, sms: int) -> int
         return (logits_bytes + 12) * rv + 4 * scratch_rows * v
     if path == "flashinfer":
         return (logits_bytes + 12) * rv
+    if path == "v2-logits":
+        # Model Runner V2, 0.22-0.32: one sampler call on unprocessed logits;
+        # only the model-dtype [R, V] logits are live (gumbel scratch is [R, V/1024]).
+        return logits_bytes * rv
     raise ValueError(path)
 
 

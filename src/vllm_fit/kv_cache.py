@@ -183,6 +183,13 @@ def needed_bytes_one_request(layout: KVLayout, ctx: KVContext, rules: VersionRul
     return layout.group_size * page * layout.blocks_per_request(ctx)
 
 
+def one_request_budget(available_bytes: int, layout: KVLayout, rules: VersionRules) -> int:
+    """0.29+: one block is held back for the null block before the check."""
+    if rules.one_request_check == "all_groups_null_block":
+        return available_bytes - layout.bytes_per_block
+    return available_bytes
+
+
 def estimate_max_model_len(layout: KVLayout, ctx: KVContext, rules: VersionRules, available_bytes: int) -> int:
     """Binary search over [1, max_model_len] as vLLM's estimate_max_model_len."""
     lo, hi, best = 1, ctx.max_model_len, 0

@@ -197,7 +197,7 @@ _NUM = r"(-?[\d,]*\.?\d+)"
 _G = r"\s?GiB"
 
 RE_ENGINE_INIT = re.compile(
-    r"Initializing an? (?:V1 )?LLM engine(?: \(v(?P<ver>[^)\s]+)\))? with config: (?P<cfg>.*)"
+    r"Initializing an? (?:V[01] )?LLM engine(?: \(v(?P<ver>[^)\s]+)\))? with config: (?P<cfg>.*)"
 )
 RE_API_VERSION = re.compile(r"vLLM API server version (?P<ver>\d[\w.+-]*)")
 RE_BANNER_VERSION = re.compile(r"\u2588\s+version\s+(?P<ver>\d[\w.+-]*)")

@@ -10,10 +10,6 @@ from .units import GiB
 from .versions import VersionRules
 
 DOCS_LINK = " See https://docs.vllm.ai/en/latest/configuration/conserving_memory/ for more details."
-CPU_NOTE = (
-    " Note that on the CPU backend, `gpu_memory_utilization` controls the fraction of CPU memory "
-    "used for the KV cache."
-)
 
 
 def gib_text(rules: VersionRules, n_bytes: float) -> str:
@@ -24,21 +20,24 @@ def gib_text(rules: VersionRules, n_bytes: float) -> str:
 
 
 def free_memory_error(rules: VersionRules, free_bytes: int, total_bytes: int, util: float, requested_bytes: float) -> str:
-    # vllm/v1/worker/gpu_worker.py (0.11) / vllm/v1/worker/utils.py request_memory (0.14+)
+    # vllm/v1/worker/gpu_worker.py (0.11-0.13) / vllm/v1/worker/utils.py request_memory (0.14+);
+    # numbers are str(round(x / GiB, 2)) in every version.
     device = "device cuda:0" if rules.free_memory_error_names_device else "device"
+    r = lambda b: str(round(b / GiB, 2))  # noqa: E731
     return (
-        f"ValueError: Free memory on {device} ({gib_text(rules, free_bytes)}/{gib_text(rules, total_bytes)} GiB) on startup "
-        f"is less than desired GPU memory utilization ({util}, {gib_text(rules, requested_bytes)} GiB). "
+        f"ValueError: Free memory on {device} ({r(free_bytes)}/{r(total_bytes)} GiB) on startup "
+        f"is less than desired GPU memory utilization ({util}, {r(requested_bytes)} GiB). "
         "Decrease GPU memory utilization or reduce GPU memory used by other processes."
     )
 
 
 def no_memory_error(rules: VersionRules) -> str:
-    msg = "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine."
+    msg = "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine"
+    if rules.kv_error_cpu_note:
+        msg += " (this flag also controls CPU memory reservation on the CPU backend, despite its name)"
+    msg += "."
     if rules.kv_error_docs_link:
         msg += DOCS_LINK
-    if rules.kv_error_cpu_note:
-        msg += CPU_NOTE
     return msg
 
 
@@ -48,17 +47,21 @@ def max_len_error(rules: VersionRules, max_model_len: int, needed_bytes: int, av
         need, avail = f"{needed_bytes / GiB:.2f}", f"{available_bytes / GiB:.2f}"
     else:
         need, avail = gib_text(rules, needed_bytes), gib_text(rules, available_bytes)
-    msg = (
+    est = f"Based on the available memory, the estimated maximum model length is {estimated}." if estimated > 0 else ""
+    flag = "`gpu_memory_utilization`"
+    if rules.kv_error_cpu_note:
+        flag += " (which also controls CPU memory on the CPU backend)"
+    head = (
         f"ValueError: To serve at least one request with the {who} max seq len ({max_model_len}), "
         f"({need} GiB KV cache is needed, which is larger than the available KV cache memory ({avail} GiB)."
     )
-    if estimated > 0:
-        msg += f" Based on the available memory, the estimated maximum model length is {estimated}."
-    msg += " Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."
+    tail = f"Try increasing {flag} or decreasing `max_model_len` when initializing the engine."
+    if rules.minor <= 13:
+        msg = f"{head} {est} {tail}"  # 0.11-0.13: '{est}' between two spaces
+    else:
+        msg = f"{head} {est + ' ' if est else ''}{tail}"
     if rules.kv_error_docs_link:
         msg += DOCS_LINK
-    if rules.kv_error_cpu_note:
-        msg += CPU_NOTE
     return msg
 
 

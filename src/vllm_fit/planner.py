@@ -35,11 +35,12 @@ from .kv_cache import (
     group_layers,
     needed_bytes_one_request,
     num_blocks_for,
+    one_request_budget,
 )
 from .model_spec import ModelSpec
 from .serve_args import ServeArgs
 from .units import GiB, MiB
-from .versions import VersionRules
+from .versions import VersionRules, uses_v2_runner
 from .weights import (
     Layout,
     ParallelError,
@@ -268,6 +269,18 @@ def make_plan(
     if rules.cublas_in_baseline:
         non_torch = max(0, non_torch - CUBLAS_HANDLES_BYTES)
     runner = _runner_buffers(spec, s) if rules.profiling_formula == "ge27" else 0
+    v2 = uses_v2_runner(rules, spec.architecture, s.quantization is not None)
+    if v2:
+        # Model Runner V2 keeps int32 penalty state [max_num_seqs, V] and a bit
+        # mask (v1/worker/gpu/sample/penalties.py), allocated before profiling:
+        # outside the <=0.26 formula, inside "total consumed" from 0.27.
+        v2_state = 4 * s.max_num_seqs * spec.vocab_size + 4 * s.max_num_seqs * -(-spec.vocab_size // 32)
+        if rules.profiling_formula == "ge27":
+            runner += v2_state
+        else:
+            notes.append(
+                f"Model Runner V2 holds {v2_state / GiB:.2f} GiB of penalty state that vLLM {rules.version} does not budget"
+            )
     ctx = KVContext(s.max_model_len, s.max_num_batched_tokens * (2 if rules.sliding_window_in_flight_batches else 1))
 
     ranks: list[RankPlan] = []
@@ -283,7 +296,7 @@ def make_plan(
             is_last_stage=layout.is_last,
             dtype_bytes=s.dtype_bytes,
             sms=gpu.sms,
-            sampler_path=s.sampler_path,
+            sampler_path=("v2-logits" if v2 and rules.minor < 33 else s.sampler_path),
         )
         nt = non_torch + runner
         if s.kv_cache_memory_bytes is not None:
@@ -333,10 +346,7 @@ def make_plan(
         else:
             worst_kv = min(ranks, key=lambda r: r.kv_cache_bytes)
             worst_layout = _kv_layout(spec, s, rules, *worst_kv.layers)
-            budget = worst_kv.kv_cache_bytes
-            if rules.one_request_check != "layers":
-                # 0.14+: checked on the global groups against the smallest budget
-                budget = min(r.kv_cache_bytes for r in ranks)
+            budget = one_request_budget(worst_kv.kv_cache_bytes, worst_layout, rules)
             needed = needed_bytes_one_request(worst_layout, ctx, rules)
             if s.auto_fit_max_model_len:
                 eff_len = estimate_max_model_len(worst_layout, ctx, rules, budget)
@@ -378,7 +388,8 @@ def make_plan(
         model_source=spec.source,
         gpu=gpu.name,
         vllm_version=rules.version,
-        settings={**s.as_flags(), "max_model_len": eff_len, "sampler_path": s.sampler_path,
+        settings={**s.as_flags(), "max_model_len": eff_len, "sampler_path": ranks[-1].activation.sampler_path,
+                  "model_runner": "V2" if v2 else "V1",
                   "cudagraph_mode": s.cudagraph_mode, "cudagraph_sizes": s.num_piecewise_graphs},
         total_bytes=total,
         free_at_start_bytes=free0,

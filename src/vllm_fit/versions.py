@@ -45,7 +45,7 @@ class VersionRules:
     sampler_path: str = "sort"  # sort | triton | flashinfer
 
     # [2.3] vllm/config/vllm.py use_v2_model_runner default.
-    v2_runner: str = "never"  # never | some | all
+    v2_runner: str = "never"  # never | qwen3 | llama-mistral-qwen3 | dense | all
 
     # [3.1] vllm/engine/arg_utils.py: >= 160 GiB row for serve (0.28+).
     large_gpu_defaults: bool = False
@@ -62,8 +62,9 @@ class VersionRules:
     # 0.28+: one combined line "GPU KV cache size: N tokens, Maximum concurrency ...".
     kv_log_combined: bool = False
 
-    # [5.7] needed memory for one request: "layers" (0.11), "first_group"
-    # (0.14-0.18), "all_groups" (0.19+).
+    # [5.7] needed memory for one request: "layers" (0.11-0.13), "first_group"
+    # (0.14-0.18), "all_groups" (0.19-0.28), "all_groups_null_block" (0.29+:
+    # checked against available minus one block, the null block).
     one_request_check: str = "all_groups"
 
     # [5.1] sliding-window in-flight tokens: X = max_num_batched_tokens (<=0.25)
@@ -76,7 +77,7 @@ class VersionRules:
     max_len_error_typo: bool = True
     # [8] docs link appended to the KV errors from 0.14.
     kv_error_docs_link: bool = True
-    # [8] 0.33: a sentence about the CPU backend.
+    # [8] 0.22+: a sentence about the CPU backend.
     kv_error_cpu_note: bool = False
     # [8] the free-memory error names the device ("cuda:0") from 0.14.
     free_memory_error_names_device: bool = True
@@ -93,51 +94,73 @@ class VersionRules:
 
 
 def _rules_for_minor(minor: int) -> VersionRules:
+    """Version table; ranges from docs/research/vllm-version-facts.md (read
+    from every .0 wheel 0.11-0.33) where it corrects the reference."""
     r = VersionRules(version=f"0.{minor}.0", minor=minor)
     notes: list[str] = []
+    if minor <= 13:
+        # gpu_worker.init_device: requested = total * util, a float; memory
+        # lines and the max-len error print '%.2f'.
+        r = replace(r, requested_ceil=False, gib_format="%.2f", free_memory_error_names_device=False)
     if minor == 11:
-        r = replace(
-            r,
-            requested_ceil=False,
-            capture_sizes="v011",
-            cap_mbt_by_seqs_times_len=False,
-            one_request_check="layers",
-            gib_format="%.2f",
-            kv_error_docs_link=False,
-            free_memory_error_names_device=False,
-        )
+        r = replace(r, capture_sizes="v011", cap_mbt_by_seqs_times_len=False)
         notes.append(
             "v0.11 sampler: PyTorch sort path (the flashinfer package is an optional extra; "
             "the measured seed rows match the sort path)"
         )
-    if 12 <= minor <= 13:
-        # Between the anchors 0.11 and 0.14; the wheel facts file says which apply.
+    if minor <= 12:
+        r = replace(r, kv_error_docs_link=False)
+    # kv_cache_utils: needed memory for one request
+    if minor <= 13:
+        r = replace(r, one_request_check="layers")
+    elif minor <= 18:
         r = replace(r, one_request_check="first_group")
-    if 14 <= minor <= 18:
-        r = replace(r, one_request_check="first_group")
-    if 17 <= minor <= 20 or minor == 21:
+    elif minor <= 28:
+        r = replace(r, one_request_check="all_groups")
+    else:
+        r = replace(r, one_request_check="all_groups_null_block")
+    if 17 <= minor <= 20:
         r = replace(r, sampler_path="triton")
+    if minor >= 21:
+        # VLLM_USE_FLASHINFER_SAMPLER defaults to True; tokens = int(concurrency x len).
+        r = replace(r, sampler_path="flashinfer", kv_tokens_formula="concurrency")
     if minor >= 22:
-        r = replace(r, sampler_path="flashinfer", kv_tokens_formula="concurrency", max_len_error_typo=False)
+        r = replace(r, max_len_error_typo=False, kv_error_cpu_note=True)
     if minor >= 18:
         r = replace(r, cudagraph_estimate_logged=True)
     if minor >= 20:
         r = replace(r, cudagraph_estimate_subtracted=True)
-    if minor == 21:
-        notes.append("v0.21.0 has no x86-64 wheel and was not read: using the v0.20 rules")
     if minor >= 26:
         r = replace(r, sliding_window_in_flight_batches=True, recommendation_level="INFO")
     if minor >= 27:
         r = replace(r, profiling_formula="ge27")
     if minor >= 28:
         r = replace(r, kv_log_combined=True, large_gpu_defaults=True)
-    if 22 <= minor <= 28:
-        r = replace(r, v2_runner="some")
-    if minor >= 29:
+    # vllm/config/vllm.py use_v2_model_runner default
+    if minor == 22:
+        r = replace(r, v2_runner="qwen3")
+    elif 23 <= minor <= 24:
+        r = replace(r, v2_runner="llama-mistral-qwen3")
+    elif 25 <= minor <= 28:
+        r = replace(r, v2_runner="dense")
+    elif minor >= 29:
         r = replace(r, v2_runner="all")
     if minor >= 33:
-        r = replace(r, kv_error_cpu_note=True, cublas_in_baseline=True)
+        r = replace(r, cublas_in_baseline=True)
     return replace(r, notes=tuple(notes))
+
+
+def uses_v2_runner(rules: VersionRules, architecture: str, quantized: bool) -> bool:
+    """Model Runner V2 by default? (vllm/config/vllm.py use_v2_model_runner)"""
+    mode = rules.v2_runner
+    if mode == "never":
+        return False
+    if mode == "qwen3":
+        return architecture == "Qwen3ForCausalLM" and not quantized
+    if mode == "llama-mistral-qwen3":
+        listed = architecture in ("Qwen3ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM")
+        return listed and (rules.minor >= 24 or not quantized)
+    return True  # "dense" (all non-MoE, non-hybrid generate models) and "all"
 
 
 @lru_cache(maxsize=64)
