@@ -501,6 +501,8 @@ class _Reader:
         self._tail = ""  # tail of the current record (for wrapped messages)
         self._record_rank: str | None = None
         self._pending = ""  # partial line of a container record (docker json / CRI "P")
+        self._tail_hit = False  # the current record had a prefilter hit
+        self._in_cfg_record = False  # the current record is the engine config line
         self._new_report()
 
     # -- report bookkeeping ---------------------------------------------
@@ -676,12 +678,18 @@ class _Reader:
                     self._record_rank = None
                     record_label = None
             self._record_label = record_label
+            self._tail_hit = False
+            self._in_cfg_record = False
         else:
             boundary = len(self._tail)
             full = self._tail + text
         self._tail = full[-_TAIL_CHARS:]
         if _PREFILTER.search(full, max(0, boundary - 64)) is None:
-            return
+            if not (boundary and self._tail_hit):
+                return
+        self._tail_hit = True
+        if boundary and self._in_cfg_record:
+            _parse_cfg(self, full, boundary)
         self._process(full, boundary)
 
     # -- message dispatch -----------------------------------------------
@@ -802,13 +810,17 @@ class _Reader:
         if self.recognized == 0 and not report.settings and report.vllm_version is None:
             miss.append("no vLLM log lines recognized")
         m = report.measured
+        manual = any("manual_kv" in r.logged for r in report.ranks.values())
+        cpu = report.engine.get("kv_cache_device") == "CPU" or report.settings.get("device") == "cpu"
         if m["vllm_version"] is None:
             miss.append("no vLLM version found (no 'Initializing a V1 LLM engine (vX)' / banner line)")
         if m["model"] is None:
             miss.append("no model name found")
-        if m["weights_gib"] is None:
+        if cpu:
+            miss.append("CPU engine: no weights/activation/CUDA-graph lines are printed by the CPU worker")
+        elif m["weights_gib"] is None:
             miss.append("no weights line found ('Model loading took ... GiB')")
-        if m["activation_gib"] is None and m["kv_cache_gib"] is not None and "manual_kv" not in str(report.notes):
+        if m["activation_gib"] is None and m["kv_cache_gib"] is not None and not manual and not cpu:
             miss.append("no activation found (profiling summary is DEBUG: run with VLLM_LOGGING_LEVEL=DEBUG)")
         if m["kv_cache_gib"] is None:
             miss.append("no KV line found ('Available KV cache memory' / profiling results)")
@@ -818,7 +830,7 @@ class _Reader:
             miss.append("no free memory at start found (worker init memory snapshot / 'Free memory on device')")
         if m["total_gib"] is None:
             miss.append("no total GPU memory found")
-        if m["cudagraph_gib"] is None and report.settings.get("enforce_eager") is not True \
+        if m["cudagraph_gib"] is None and report.settings.get("enforce_eager") is not True and not cpu \
                 and m["kv_cache_gib"] is not None and not str(m["vllm_version"] or "").startswith("0.2"):
             miss.append("no CUDA graph capture line found ('Graph capturing finished ... took X GiB')")
         if report.failure is None and not report.ready and self.recognized:
@@ -854,7 +866,19 @@ def _h_engine_init(r: _Reader, m: re.Match[str], key: str | None, label: str | N
         r._start_marker("engine_init", key)
     if m.group("ver") and r.cur.vllm_version is None:
         r.cur.vllm_version = m.group("ver")
-    for kv in RE_CFG_KEYS.finditer(m.group("cfg")):
+    if fresh or not r._in_cfg_record:
+        r._in_cfg_record = True
+        _parse_cfg(r, m.string, m.start("cfg"))
+
+
+def _parse_cfg(r: _Reader, text: str, start: int) -> None:
+    """key=value settings of the engine config line (also its wrapped continuation lines)."""
+    end_of_text = len(text)
+    for kv in RE_CFG_KEYS.finditer(text, max(0, start - 64)):
+        if kv.end() >= end_of_text:
+            continue  # may be cut by a wrap: read it from the joined continuation
+        if kv.end() <= start:
+            continue
         k, v = kv.group("key"), _setting_value(kv.group("val"))
         if k == "model":
             if r.cur.model is None and isinstance(v, str):
