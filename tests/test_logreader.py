@@ -491,3 +491,71 @@ def test_stdin_dash(monkeypatch):
     monkeypatch.setattr("sys.stdin", fake)
     reports = read_log("-")
     assert reports[0].to_dict()["measured"]["kv_cache_gib"] == 57.27
+
+
+# ---------------------------------------------------------------------------
+# explain.py against a fake planner
+
+from vllm_fit.errors import VllmFitError  # noqa: E402
+from vllm_fit.explain import explain_reports, render_csv, render_markdown, render_text  # noqa: E402
+
+
+def _fake_plan(settings: dict) -> dict:
+    if settings["model"] == "deepseek-ai/DeepSeek-R1":
+        raise VllmFitError("unknown model deepseek-ai/DeepSeek-R1", hint="add its config.json")
+    assert settings["vllm_version"] and "gpu_memory_gib" in settings
+    return {"total_gib": 79.18, "requested_gib": 71.26, "weights_gib": 13.0, "activation_gib": 7.0,
+            "non_torch_gib": 0.13, "cudagraph_gib": 0.4, "kv_cache_gib": 51.13, "kv_cache_tokens": 1100000,
+            "num_gpu_blocks": 17000, "max_concurrency": 90.0}
+
+
+def test_explain_single_log_compare():
+    reports = read_log(SYNTH / "v0.11-gpt-oss-20b-seed000.log")
+    seen = []
+    result = explain_reports(reports, compare=True, plan_fn=lambda s: seen.append(s) or _fake_plan(s))
+    settings = seen[0]
+    assert settings["model"] == "openai/gpt-oss-20b"
+    assert settings["max_model_len"] == 16000 and settings["block_size"] == 128
+    assert settings["gpu_memory_gib"] == 79.18 and settings["vllm_version"] == "0.11.0"
+    assert set(settings) >= {"tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization", "dtype",
+                             "kv_cache_dtype", "quantization", "max_num_seqs", "max_num_batched_tokens",
+                             "enable_prefix_caching", "enforce_eager", "kv_cache_memory_bytes"}
+    log = result["logs"][0]
+    assert log["errors"]["kv_cache_gib"] == pytest.approx(0.85)
+    assert log["errors"]["weights_gib"] == pytest.approx(-0.47)
+    culprit = log["kv_error_explained_by"]
+    assert culprit["term"] == "weights_gib" and culprit["contribution_gib"] == pytest.approx(0.47)
+    text = render_text(result)
+    assert "Model weights" in text and "+0.85" in text and "53414341735" in text
+    md = render_markdown(result)
+    assert "| Model | Status | Model Weight (GiB) |" in md
+    assert "| openai/gpt-oss-20b | SUCCESS | 13.47 | 7.38 | 0.13 | 0.39 | 50.28 | 1 | 16000 |" in md
+    rows = list(csv.DictReader(io.StringIO(render_csv(result))))
+    assert rows[0]["error_kv_cache_gib"] == "0.85" and rows[0]["kv_error_explained_by"] == "weights_gib"
+
+
+def test_explain_many_logs_with_plan_errors_and_failures():
+    names = ["v0.11-gpt-oss-20b-seed000.log", "v0.11-oom-loading.log", "v0.14-tp2.log", "v0.25-cg-estimate.log"]
+    reports = [(SYNTH / n, r) for n in names for r in read_log(SYNTH / n)]
+    result = explain_reports(reports, compare=True, plan_fn=_fake_plan)
+    assert len(result["logs"]) == 4
+    oom = result["logs"][1]
+    assert oom["plan_error"].startswith("no plan: unknown model deepseek-ai/DeepSeek-R1")
+    assert oom["status"] == "FAILED: cuda_oom_loading"
+    mae = result["mean_abs_error"]
+    assert mae["kv_cache_gib"]["n"] == 3
+    md = render_markdown(result)
+    assert "Mean absolute error" in md and "Predicted vs measured" in md
+    assert "no plan: unknown model" in render_text(result)
+    assert len(render_csv(result).strip().splitlines()) == 5
+
+
+def test_explain_without_compare_and_empty():
+    result = explain_reports(read_log(SYNTH / "v0.7-v0-multiline.log"), compare=False, plan_fn=None)
+    assert "predicted" not in result["logs"][0]
+    assert "14.9888" in render_text(result)
+    empty = explain_reports([], compare=True, plan_fn=_fake_plan)
+    assert render_text(empty) and render_markdown(empty) and render_csv(empty)
+    garbage = explain_reports(read_log_text(["\x00\x01 nothing here"]), compare=True, plan_fn=_fake_plan)
+    assert garbage["logs"][0]["plan_error"] == "no plan: the log names no model"
+    assert "no vLLM log lines recognized" in render_text(garbage)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from vllm_fit.logreader import LogReport
