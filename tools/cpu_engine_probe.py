@@ -6,7 +6,7 @@ Install the engine first:  tools/vllm_cpu_env.sh   (prints the venv path)
 
 Usage:
     tools/cpu_engine_probe.py SPEC.json [--log-dir DIR] [--results FILE]
-                              [--only NAME[,NAME...]] [--isolate]
+                              [--only NAME[,NAME...]] [--isolate] [--mp]
 
 SPEC.json is one case object or a list of them:
 
@@ -20,7 +20,8 @@ SPEC.json is one case object or a list of them:
 For each case the probe writes the model folder (config.json only) into a temp
 dir, builds ``vllm.LLM(model=dir, load_format="dummy", skip_tokenizer_init=True,
 enforce_eager=True, **engine)`` in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0,
-HF_HUB_OFFLINE=1), prints one JSON line with the measured values on stdout, and
+HF_HUB_OFFLINE=1; ``--mp`` keeps the multiprocess engine instead), prints one
+JSON line with the measured values on stdout, and
 (with --log-dir) saves everything the engine printed to ``<log-dir>/<name>.log``.
 Cases run one after another in one process (LLM deleted, distributed state torn
 down, gc between); ``--isolate`` runs each case in its own child process instead.
@@ -73,8 +74,8 @@ def _ensure_vllm_python() -> None:
     os.execv(py, [py, os.path.abspath(__file__), *sys.argv[1:]])
 
 
-def _set_env() -> None:
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+def _set_env(multiprocessing: bool = False) -> None:
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if multiprocessing else "0"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("VLLM_LOGGING_COLOR", "0")
@@ -358,6 +359,12 @@ def main() -> int:
     ap.add_argument("--results", type=Path, help="merge results into this JSON list")
     ap.add_argument("--only", help="comma-separated case names to run")
     ap.add_argument("--isolate", action="store_true", help="one child process per case")
+    ap.add_argument(
+        "--mp",
+        action="store_true",
+        help="keep vLLM's default multiprocess engine (EngineCore in a spawned process; "
+        "realistic log prefixes, slower; group details unavailable). Use one case per run.",
+    )
     args = ap.parse_args()
 
     cases = json.loads(Path(args.spec).read_text())
@@ -377,10 +384,12 @@ def main() -> int:
                 cmd += ["--log-dir", str(args.log_dir)]
             if args.results:
                 cmd += ["--results", str(args.results)]
+            if args.mp:
+                cmd += ["--mp"]
             rc |= subprocess.call(cmd)
         return rc
 
-    _set_env()
+    _set_env(args.mp)
     for i, case in enumerate(cases):
         res = run_case(case, args.log_dir, first=(i == 0))
         print(json.dumps(res), flush=True)

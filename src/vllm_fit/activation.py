@@ -104,9 +104,11 @@ def estimate_activation(
     notes: list[str] = []
     forward = forward_peak_bytes(spec, t, tp, dtype_bytes)
     kept = PROFILE_KEPT_BYTES
-    if not is_first_stage:
-        # make_empty_intermediate_tensors: hidden + residual [T, H], created in
-        # the dummy run and kept (0.19 PP logs: +0.12 GiB on stages > 0).
+    if not (is_first_stage and is_last_stage):
+        # PP: hidden + residual [T, H] cross every stage boundary: the stage's
+        # output IntermediateTensors (non-last stages) or the buffer that
+        # make_empty_intermediate_tensors keeps (non-first stages).  The 0.19
+        # Llama-3.1-8B PP2/PP4 logs show +0.12 GiB on every stage, not twice.
         kept += 2 * t * h * dtype_bytes
     s_bytes = 0
     s_phase = 0

@@ -185,7 +185,8 @@ _PREFIX_RE = re.compile(
 )
 _RANK_PREFIX_RE = re.compile(r"\[rank(\d+)\]:")
 _HEADER_RE = re.compile(
-    r"^\s*(?:\([A-Za-z_][\w.-]*(?: rank=\d+)? pid=\d+[^)]*\)|\[rank\d+\]:|"
+    r"\s*(?:(?P<prefix>\((?P<name>[A-Za-z_][\w.-]*)(?: rank=(?P<rank>\d+))? pid=(?P<pid>\d+)"
+    r"(?:, ip=(?P<ip>[0-9A-Fa-f.:]+))?\))|\[rank(?P<rankprefix>\d+)\]:|"
     r"(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\s)"
 )
 
@@ -348,16 +349,27 @@ _TB_PHASES = {
     "_warmup_and_capture": "cudagraph", "capture": "cudagraph",
 }
 
-# All keywords whose absence means no pattern can match: the prefilter.
+# The prefilter: a line without any of these substrings cannot match any handler or
+# phase marker.  Written as one chain of C-level substring searches (about 2x faster
+# than a regex alternation of the same literals).
 _KEYWORDS = (
-    "GiB", " GB", "blocks", "KV cache", "concurrency", "non-default args", "LLM engine", "version",
-    "max model len", "Defaulting max_num", "Chunked prefill", "Error", "Exception", "Traceback", 'File "',
-    "divisible", "out of bounds", "Graph capturing", "CUDA graph", "Capturing", "Starting to load",
-    "Loading", "Application startup", "init engine", "Uvicorn running", "Starting vLLM",
-    "\u2588", "out of memory", "No available memory", "max seq len", "memory snapshot", "requested memory",
-    "Memory profiling", "Gib",
+    "GiB", " GB", "Gib", "tokens", "blocks", "args:", "LLM engine", "version", "max model len", "Defaulting",
+    "Chunked prefill", "Error", "Exception", "Traceback", 'File "', "divisible", "out of bounds",
+    "out of memory", "available GPUs", "CUDA graph", "Capturing cudagraphs", "Starting to load",
+    "Loading", "Application startup", "init engine", "Uvicorn running", "Starting vLLM", "\u2588", "KV cache",
+    "concurrency",
 )
-_PREFILTER = re.compile("|".join(re.escape(k) for k in _KEYWORDS))
+
+
+def _prefilter(t: str) -> bool:
+    return ("GiB" in t or "tokens" in t or "blocks" in t or "Error" in t or 'File "' in t or "KV cache" in t
+            or "Loading" in t or "CUDA graph" in t or " GB" in t or "Gib" in t or "args:" in t
+            or "LLM engine" in t or "version" in t or "max model len" in t or "Defaulting" in t
+            or "Chunked prefill" in t or "Exception" in t or "Traceback" in t or "divisible" in t
+            or "out of bounds" in t or "out of memory" in t or "available GPUs" in t
+            or "Capturing cudagraphs" in t or "Starting to load" in t or "Application startup" in t
+            or "init engine" in t or "Uvicorn running" in t or "Starting vLLM" in t or "\u2588" in t
+            or "concurrency" in t)
 
 
 # ---------------------------------------------------------------------------
@@ -502,6 +514,10 @@ class _Reader:
         self._record_rank: str | None = None
         self._pending = ""  # partial line of a container record (docker json / CRI "P")
         self._tail_hit = False  # the current record had a prefilter hit
+        self._last_prefix: str | None = None  # cache of the last process prefix seen
+        self._last_key: str | None = None
+        self._last_label: str | None = None
+        self._record_label: str | None = None
         self._in_cfg_record = False  # the current record is the engine config line
         self._new_report()
 
@@ -593,15 +609,17 @@ class _Reader:
     # -- input ------------------------------------------------------------
     def feed_physical(self, raw: str) -> None:
         self.line_no += 1
-        if self.cur.first_line is None:
-            self.cur.first_line = self.line_no
         if len(raw) > MAX_LINE_CHARS:
             raw = raw[:MAX_LINE_CHARS]
-        raw = raw.rstrip("\r\n")
         if not raw:
             return
+        if raw[-1] == "\n" or raw[-1] == "\r":
+            raw = raw.rstrip("\r\n")
+            if not raw:
+                return
+        first = raw[0]
         # container wrappers
-        if raw[0] == "{" and ('"log"' in raw or '"message"' in raw or '"msg"' in raw):
+        if first == "{" and ('"log"' in raw or '"message"' in raw or '"msg"' in raw):
             text = self._unwrap_json(raw)
             if text is None:
                 self._feed_text(raw)
@@ -614,9 +632,10 @@ class _Reader:
             text = self._pending + text
             self._pending = ""
             for piece in text.splitlines():
-                self._feed_text(piece)
+                if piece:
+                    self._feed_text(piece)
             return
-        if raw[0].isdigit():
+        if "0" <= first <= "9":
             m = _K8S_TS_RE.match(raw)
             if m:
                 raw = raw[m.end():]
@@ -630,6 +649,8 @@ class _Reader:
                         return
                     raw = self._pending + raw
                     self._pending = ""
+                if not raw:
+                    return
         if self._pending:
             raw = self._pending + raw
             self._pending = ""
@@ -654,42 +675,52 @@ class _Reader:
     def _feed_text(self, text: str) -> None:
         if "\x1b" in text:
             text = _ANSI_RE.sub("", text)
-        if text and text[0] != "(" and text[0] != "[" and _COMPOSE_RE.match(text):
-            text = text[_COMPOSE_RE.match(text).end():]  # type: ignore[union-attr]
-        if not text.strip():
-            return
-        header = _HEADER_RE.match(text) is not None
-        if header or not self._tail:
+            if not text:
+                return
+        if text[0] != "(" and "|" in text[:80]:
+            c = _COMPOSE_RE.match(text)
+            if c:
+                text = text[c.end():]
+        head = _HEADER_RE.match(text)
+        if head is not None or not self._tail:
+            if text.isspace():
+                return
             boundary = 0
             full = text
-            m = _PREFIX_RE.match(text.lstrip())
-            if m:
-                self._record_rank = _rank_key(m)
-                record_label = _rank_label(m)
-                known = self.cur.ranks.get(self._record_rank)
-                if known is not None and _label_score(record_label) > _label_score(known.label):
-                    known.label = record_label
+            prefix = head.group("prefix") if head is not None else None
+            if prefix is not None:
+                if prefix != self._last_prefix:
+                    self._last_prefix = prefix
+                    self._last_key = _rank_key(head)
+                    self._last_label = prefix[1:-1]
+                    known = self.cur.ranks.get(self._last_key)
+                    if known is not None and known.label != self._last_label \
+                            and _label_score(self._last_label) > _label_score(known.label):
+                        known.label = self._last_label
+                self._record_rank = self._last_key
+                self._record_label = self._last_label
+            elif head is not None and head.group("rankprefix") is not None:
+                self._record_rank = "rank" + head.group("rankprefix")
+                self._record_label = "[rank" + head.group("rankprefix") + "]"
             else:
-                r = _RANK_PREFIX_RE.match(text.lstrip())
-                if r:
-                    self._record_rank = "rank" + r.group(1)
-                    record_label = "[rank" + r.group(1) + "]"
-                else:
-                    self._record_rank = None
-                    record_label = None
-            self._record_label = record_label
+                self._record_rank = None
+                self._record_label = None
             self._tail_hit = False
             self._in_cfg_record = False
+            self._tail = text[-_TAIL_CHARS:]
+            if not _prefilter(text):
+                return
         else:
             boundary = len(self._tail)
             full = self._tail + text
-        self._tail = full[-_TAIL_CHARS:]
-        if _PREFILTER.search(full, max(0, boundary - 64)) is None:
-            if not (boundary and self._tail_hit):
+            self._tail = full[-_TAIL_CHARS:]
+            if not _prefilter(full[max(0, boundary - 64):]) and not self._tail_hit:
                 return
+            if self._in_cfg_record:
+                _parse_cfg(self, full, boundary)
         self._tail_hit = True
-        if boundary and self._in_cfg_record:
-            _parse_cfg(self, full, boundary)
+        if self.cur.first_line is None:
+            self.cur.first_line = self.line_no
         self._process(full, boundary)
 
     # -- message dispatch -----------------------------------------------
@@ -705,7 +736,7 @@ class _Reader:
             pass
         if r is not None:
             return "rank" + r.group(1), "[rank" + r.group(1) + "]"
-        return self._record_rank, getattr(self, "_record_label", None)
+        return self._record_rank, self._record_label
 
     def _matches(self, regex: re.Pattern[str], text: str, boundary: int) -> Iterator[re.Match[str]]:
         for m in regex.finditer(text):
