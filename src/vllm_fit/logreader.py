@@ -337,7 +337,7 @@ _LOADING_MARKS = ("Starting to load model", "Loading model weights", "Loading we
                   "Loading safetensors", "Loading pt checkpoint")
 _CAPTURE_MARKS = ("Capturing CUDA graph", "Capturing cudagraphs", "Capturing CUDA graphs")
 _READY_MARKS = ("init engine (profile, create kv cache, warmup model) took", "Application startup complete",
-                "Starting vLLM API server", "Uvicorn running on")
+                "Starting vLLM API server")
 
 _TB_PHASES = {
     "load_model": "loading", "load_weights": "loading", "initialize_model": "loading",
@@ -353,23 +353,18 @@ _TB_PHASES = {
 # phase marker.  Written as one chain of C-level substring searches (about 2x faster
 # than a regex alternation of the same literals).
 _KEYWORDS = (
-    "GiB", " GB", "Gib", "tokens", "blocks", "args:", "LLM engine", "version", "max model len", "Defaulting",
-    "Chunked prefill", "Error", "Exception", "Traceback", 'File "', "divisible", "out of bounds",
-    "out of memory", "available GPUs", "CUDA graph", "Capturing cudagraphs", "Starting to load",
-    "Loading", "Application startup", "init engine", "Uvicorn running", "Starting vLLM", "\u2588", "KV cache",
-    "concurrency",
+    "Gi", " GB", " tokens", "blocks", "Error", "Exception", 'File "', "args:", "LLM engine", "version",
+    "max model len", "Defaulting", "Chunked prefill", "CUDA graph", "Capturing cudagraphs", "Loading",
+    "Starting", "Application startup", "init engine", "Memory profiling", "\u2588",
 )
 
 
 def _prefilter(t: str) -> bool:
-    return ("GiB" in t or "tokens" in t or "blocks" in t or "Error" in t or 'File "' in t or "KV cache" in t
-            or "Loading" in t or "CUDA graph" in t or " GB" in t or "Gib" in t or "args:" in t
-            or "LLM engine" in t or "version" in t or "max model len" in t or "Defaulting" in t
-            or "Chunked prefill" in t or "Exception" in t or "Traceback" in t or "divisible" in t
-            or "out of bounds" in t or "out of memory" in t or "available GPUs" in t
-            or "Capturing cudagraphs" in t or "Starting to load" in t or "Application startup" in t
-            or "init engine" in t or "Uvicorn running" in t or "Starting vLLM" in t or "\u2588" in t
-            or "concurrency" in t)
+    return ("Gi" in t or " tokens" in t or "Error" in t or 'File "' in t or "blocks" in t or "CUDA graph" in t
+            or "Loading" in t or "Starting" in t or " GB" in t or "args:" in t or "LLM engine" in t
+            or "version" in t or "max model len" in t or "Defaulting" in t or "Chunked prefill" in t
+            or "Exception" in t or "Capturing cudagraphs" in t or "Application startup" in t
+            or "init engine" in t or "Memory profiling" in t or "\u2588" in t)
 
 
 # ---------------------------------------------------------------------------
@@ -607,6 +602,32 @@ class _Reader:
                 self.cur.failure["numbers"].setdefault(k, v)
 
     # -- input ------------------------------------------------------------
+    def feed_many(self, lines: Iterable[str]) -> None:
+        """The hot loop: plain lines go straight to ``_feed_text``; the rest through ``feed_physical``."""
+        feed_text = self._feed_text
+        for raw in lines:
+            if not raw:
+                self.line_no += 1
+                continue
+            if not isinstance(raw, str):
+                if isinstance(raw, (bytes, bytearray)):
+                    raw = bytes(raw).decode("utf-8", errors="replace")
+                else:
+                    self.line_no += 1
+                    continue
+            c = raw[0]
+            last = raw[-1]
+            if c == "{" or "0" <= c <= "9" or self._pending or last == "\n" or last == "\r" \
+                    or len(raw) > MAX_LINE_CHARS:
+                if "\n" in raw.rstrip("\r\n") or "\r" in raw.rstrip("\r\n"):
+                    for piece in raw.splitlines():
+                        self.feed_physical(piece)
+                else:
+                    self.feed_physical(raw)
+                continue
+            self.line_no += 1
+            feed_text(raw)
+
     def feed_physical(self, raw: str) -> None:
         self.line_no += 1
         if len(raw) > MAX_LINE_CHARS:
@@ -681,8 +702,18 @@ class _Reader:
             c = _COMPOSE_RE.match(text)
             if c:
                 text = text[c.end():]
-        head = _HEADER_RE.match(text)
-        if head is not None or not self._tail:
+        lp = self._last_prefix
+        if lp is not None and text.startswith(lp):  # same process as the last header: no regex
+            self._record_rank = self._last_key
+            self._record_label = self._last_label
+            self._tail_hit = False
+            self._in_cfg_record = False
+            self._tail = text[-_TAIL_CHARS:]
+            if not _prefilter(text):
+                return
+            boundary = 0
+            full = text
+        elif (head := _HEADER_RE.match(text)) is not None or not self._tail:
             if text.isspace():
                 return
             boundary = 0
@@ -1343,17 +1374,7 @@ def read_log_text(lines: Iterable[str], source: str | None = None) -> list[LogRe
     """Read a log given as lines; one ``LogReport`` per engine start (at least one)."""
     reader = _Reader(source)
     try:
-        for line in lines:
-            if not isinstance(line, str):
-                if isinstance(line, (bytes, bytearray)):
-                    line = bytes(line).decode("utf-8", errors="replace")
-                else:
-                    continue
-            if "\n" in line.rstrip("\n") or "\r" in line.rstrip("\r\n"):
-                for piece in line.splitlines():
-                    reader.feed_physical(piece)
-            else:
-                reader.feed_physical(line)
+        reader.feed_many(lines)
     except (OSError, UnicodeError) as exc:  # a stream that breaks mid-way
         reader.cur.notes.append(f"reading stopped: {type(exc).__name__}: {exc}")
     return reader.finish()
