@@ -122,3 +122,21 @@ def test_config_in_a_folder_and_as_path(tmp_path):
     # page = 2 x 128 x 2 heads x 64 x 2 B = 65,536 B x 2 layers = 128 KiB per block; 1 GiB -> 8192
     # blocks (the CPU-engine probe's "base" case measured 8,192 with the same shape).
     assert json.loads(r1.stdout)["num_gpu_blocks"] == 8192 == json.loads(r2.stdout)["num_gpu_blocks"]
+
+
+def test_explain_stdin_json_and_compare(shared):
+    log = shared / "validation" / "vllm-0.19.0-h100" / "logs" / "qwen-qwen3-8b--h100-80gb--tp1pp1dp1--8192.log"
+    r = run("explain", "-", "--json", stdin=log.read_text())
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    # measured.csv: weights 15.27, activation 2.21, non-torch 0.25, KV 57.5 GiB, 418,688 tokens
+    m = d["measured"]
+    assert (m["weights_gib"], m["activation_gib"], m["non_torch_gib"], m["kv_cache_gib"], m["kv_cache_tokens"]) == \
+        (15.27, 2.21, 0.25, 57.5, 418688)
+    assert abs(d["predicted"]["kv_cache_gib"] - 57.5) < 0.05
+
+
+def test_explain_garbage_and_missing():
+    r = run("explain", "-", stdin="\x00\x01 not a vllm log \xff\n" * 50)
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert_bad_input(run("explain", "/no/such/log"), "does not exist")

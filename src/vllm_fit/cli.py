@@ -152,6 +152,63 @@ def plan(
     raise typer.Exit(0 if p.fits else 1)
 
 
+def _plan_for_log(settings: dict) -> dict:
+    """plan_fn for explain: the log's own configuration, planned by vllm-fit."""
+    import vllm_fit
+
+    flags = {k: v for k, v in settings.items() if v is not None}
+    model = flags.pop("model", None)
+    version = flags.pop("vllm_version", None)
+    total = flags.pop("gpu_memory_gib", None)
+    if flags.get("quantization") in ("compressed-tensors", "None"):
+        flags.pop("quantization")  # read from the checkpoint's config
+    return vllm_fit.plan(model, gpu_memory_gib=total, vllm_version=version, **flags).to_dict()
+
+
+@app.command(help="Read vLLM start-up logs (a file, a folder, or - for stdin) and say where the memory went.")
+def explain(
+    source: str = typer.Argument(..., help="Log file, folder of logs, or - (standard input)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per log."),
+    fmt: str = typer.Option("text", "--format", help="text, csv or markdown."),
+    compare: bool = typer.Option(True, "--compare/--no-compare", help="Compare with vllm-fit's plan of the same configuration."),
+) -> None:
+    from pathlib import Path
+
+    from .explain import explain_reports, render_csv, render_markdown, render_text
+    from .logreader import read_log, read_logs_in_folder
+
+    if fmt not in ("text", "csv", "markdown"):
+        _fail(f"--format {fmt!r}: use text, csv or markdown")
+    try:
+        if source != "-" and Path(source).is_dir():
+            pairs = [(str(p), r) for p, r in read_logs_in_folder(Path(source))]
+        elif source != "-" and not Path(source).exists():
+            _fail(f"{source} does not exist")
+            return
+        else:
+            pairs = [(source, r) for r in read_log(source)]
+    except OSError as e:
+        _fail(f"cannot read {source}: {e.strerror or e}")
+        return
+    if not pairs:
+        _fail(f"no vLLM log found in {source}")
+    result = explain_reports(pairs, compare=compare, plan_fn=_plan_for_log)
+    if as_json:
+        out = []
+        for (src, report), entry in zip(pairs, result["logs"]):
+            obj = report.to_dict()
+            obj["source"] = src
+            for key in ("predicted", "errors", "kv_error_gib", "kv_error_explained_by", "plan_error"):
+                if key in entry:
+                    obj[key] = entry[key]
+            out.append(obj)
+        payload = out[0] if len(out) == 1 else {"logs": out, "mean_abs_error": result.get("mean_abs_error")}
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
+    render = {"text": render_text, "csv": render_csv, "markdown": render_markdown}[fmt]
+    typer.echo(render(result))
+
+
 @app.command(help="List the GPU catalog (total memory as CUDA reports it).")
 def gpus(as_json: bool = typer.Option(False, "--json")) -> None:
     from .gpus import gpu_catalog

@@ -144,8 +144,13 @@ def _compare(settings: dict[str, Any], measured: dict[str, Any], plan_fn: PlanFn
     kv_error = errors.get("kv_cache_gib")
     out["kv_error_gib"] = kv_error
     # which budget term explains most of the KV error
+    # The CUDA-graph estimate only enters the budget where the version subtracts
+    # it (the plan says so in cudagraph_subtracted_gib; 0.18-0.19 only log it).
+    skip = set()
+    if predicted.get("cudagraph_subtracted_gib") == 0:
+        skip.add("cudagraph_estimate_gib")
     contributions = {key: sign * errors[key] for key, sign in _KV_BUDGET_SIGNS.items()
-                     if errors.get(key) is not None}
+                     if errors.get(key) is not None and key not in skip}
     if kv_error is not None and contributions:
         culprit = max(contributions, key=lambda k: abs(contributions[k]))
         if abs(contributions[culprit]) > 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -57,7 +57,7 @@ class ServeArgs(BaseModel):
     @classmethod
     def _dtype(cls, v: str) -> str:
         if v not in DTYPES:
-            raise ValueError(f"must be one of auto, bfloat16, float16, float32")
+            raise ValueError("must be one of auto, bfloat16, float16, float32")
         return v
 
     @field_validator("max_model_len")
@@ -172,7 +172,8 @@ def parse_serve_command(argv: list[str] | str) -> tuple[str | None, dict[str, An
             i += 0 if eq else 1
             continue
         if name not in _FLAGS:
-            takes_value = name in _IGNORED_WITH_VALUE or (not eq and i < len(args) and not args[i].startswith("-"))
+            has_next = i < len(args)
+            takes_value = has_next and not eq and (name in _IGNORED_WITH_VALUE or not args[i].startswith("-"))
             ignored.append(tok if eq or not takes_value else f"{tok} {args[i]}")
             if takes_value and not eq:
                 i += 1
