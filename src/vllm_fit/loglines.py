@@ -21,7 +21,7 @@ def vllm_log_lines(plan: "Plan", rules: VersionRules, s: EngineSettings) -> list
     else:
         lines.append(f"Model loading took {g(plan.weights_bytes)} GiB memory and <t> seconds")
     if plan.failure_kind in ("invalid_config", "invalid_parallel_config", "free_memory_below_budget", "cuda_oom_loading"):
-        return [plan.error or ""] if plan.failure_kind != "cuda_oom_loading" else lines[:0] + [plan.error or ""]
+        return [plan.error or ""]
     if rules.cudagraph_estimate_logged and plan.cudagraph_estimate_bytes:
         lines.append(f"Estimated CUDA graph memory: {plan.cudagraph_estimate_bytes / GiB:.2f} GiB total")
     non_kv = plan.weights_bytes + plan.activation_bytes + plan.non_torch_bytes
@@ -31,9 +31,8 @@ def vllm_log_lines(plan: "Plan", rules: VersionRules, s: EngineSettings) -> list
             "for KV Cache as specified by kv_cache_memory_bytes config and skipped memory profiling."
         )
     elif rules.profiling_formula == "le26":
-        sep = "" if rules.gib_format != "%.2f" else ""
         lines.append(
-            f"Memory profiling takes <t> seconds. Total non KV cache memory: {g(non_kv)}GiB{sep}; "
+            f"Memory profiling takes <t> seconds. Total non KV cache memory: {g(non_kv)}GiB; "
             f"torch peak memory increase: {g(plan.activation_bytes)}GiB; non-torch forward increase memory: "
             f"{g(plan.non_torch_bytes)}GiB; weights memory: {g(plan.weights_bytes)}GiB."
         )

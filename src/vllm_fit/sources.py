@@ -77,7 +77,6 @@ def resolve_model(model: str | None, config_path: str | Path | None = None, allo
         raise UnknownModelError("no model given", "Name a model (e.g. Qwen/Qwen3-8B or qwen3-8b) or pass --config PATH.")
     model = model.strip()
     p = Path(model).expanduser()
-    looks_like_path = model.startswith((".", "/", "~")) or model.endswith(".json") or os.sep in model.replace("/", os.sep, 0)
     if p.exists():
         if p.is_dir():
             return _from_folder(p, model)
@@ -93,7 +92,6 @@ def resolve_model(model: str | None, config_path: str | Path | None = None, allo
         found = _from_hub(model)
         if found is not None:
             return found
-    del looks_like_path
     raise UnknownModelError(
         f"model {model!r} is not in the bundled catalog and could not be fetched from the Hugging Face hub"[:200],
         "Offline? Pass its config.json with --config PATH (or a local model folder as the model); "
