@@ -11,7 +11,7 @@ order vLLM runs them.  Pure data in, ``Plan`` out; nothing here prints.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import messages as msg
@@ -71,6 +71,7 @@ class RankPlan:
     page_size_bytes: int
     bytes_per_block: int
     activation: ActivationEstimate
+    kv_layout: KVLayout
 
     def to_dict(self) -> dict[str, Any]:
         g = lambda b: round(b / GiB, 4)  # noqa: E731
@@ -310,11 +311,11 @@ def make_plan(
             non_torch_bytes=nt, cudagraph_estimate_bytes=cg_est, cudagraph_subtracted_bytes=cg_sub,
             kv_cache_bytes=avail, num_blocks=blocks,
             page_size_bytes=kv_layout.groups[0].spec.page_size_bytes, bytes_per_block=kv_layout.bytes_per_block,
-            activation=act,
+            activation=act, kv_layout=kv_layout,
         ))
 
     limiting = min(ranks, key=lambda r: (r.num_blocks, r.kv_cache_bytes))
-    lim_layout = _kv_layout(spec, s, rules, *limiting.layers)
+    lim_layout = limiting.kv_layout
     num_blocks = min(r.num_blocks for r in ranks)
     if s.num_gpu_blocks_override is not None:
         num_blocks = s.num_gpu_blocks_override
@@ -345,7 +346,7 @@ def make_plan(
             failure = ("no_memory_for_cache_blocks", msg.no_memory_error(rules))
         else:
             worst_kv = min(ranks, key=lambda r: r.kv_cache_bytes)
-            worst_layout = _kv_layout(spec, s, rules, *worst_kv.layers)
+            worst_layout = worst_kv.kv_layout
             budget = one_request_budget(worst_kv.kv_cache_bytes, worst_layout, rules)
             needed = needed_bytes_one_request(worst_layout, ctx, rules)
             if s.auto_fit_max_model_len:
@@ -427,8 +428,4 @@ def make_plan(
     return plan
 
 
-def plan_as_dict(plan: Plan) -> dict[str, Any]:
-    return plan.to_dict()
-
-
-__all__ = ["Plan", "RankPlan", "make_plan", "plan_as_dict", "asdict"]
+__all__ = ["Plan", "RankPlan", "make_plan"]
