@@ -26,7 +26,13 @@ from .engine import EngineSettings, resolve
 from .errors import FlagError
 from .gpus import GpuSpec
 from .kv_cache import (
+    ChunkedLocalAttentionSpec,
     FullAttentionSpec,
+    KVCacheSpec,
+    KVGroupingError,
+    MambaSpec,
+    MLAAttentionSpec,
+    SlidingWindowSpec,
     KVCapacity,
     KVContext,
     KVLayout,
@@ -38,6 +44,7 @@ from .kv_cache import (
     one_request_budget,
 )
 from .model_spec import ModelSpec
+from .ssm import state_page_bytes
 from .serve_args import ServeArgs
 from .units import GiB, MiB
 from .versions import VersionRules, uses_v2_runner
@@ -207,11 +214,49 @@ def _runner_buffers(spec: ModelSpec, s: EngineSettings) -> int:
     return t * (4 + 8 + 8) + t * spec.hidden_size * s.dtype_bytes + 4 * s.max_num_seqs * blocks_per_seq
 
 
-def _kv_layout(spec: ModelSpec, s: EngineSettings, rules: VersionRules, start: int, end: int) -> KVLayout:
+def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, start: int, end: int) -> dict[int, KVCacheSpec]:
+    """One KV spec per layer of a stage, as each layer's get_kv_cache_spec
+    builds it (vllm/v1/kv_cache_interface.py); layers without KV are skipped."""
     heads = kv_heads_per_rank(spec.num_kv_heads, s.tensor_parallel_size)
-    full = FullAttentionSpec(block_size=s.block_size, num_kv_heads=heads, head_size=spec.head_dim, dtype_bytes=s.kv_dtype_bytes)
-    specs = {i: full for i in range(start, end)}
-    return group_layers(specs, rules)
+    kinds = spec.layer_kinds or ("full",) * spec.num_layers
+    full = FullAttentionSpec(block_size=s.block_size, num_kv_heads=heads, head_size=spec.head_dim,
+                             dtype_bytes=s.kv_dtype_bytes)
+    out: dict[int, KVCacheSpec] = {}
+    for i in range(start, end):
+        kind = kinds[i]
+        if kind == "full":
+            out[i] = full
+        elif kind == "sliding":
+            out[i] = SlidingWindowSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
+                                       sliding_window=spec.sliding_window or 0)
+        elif kind == "chunked":
+            out[i] = ChunkedLocalAttentionSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
+                                               attention_chunk_size=spec.attention_chunk_size or 0)
+        elif kind == "mla":
+            latent = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
+            out[i] = MLAAttentionSpec(s.block_size, latent, s.kv_dtype_bytes, cache_dtype_str=s.kv_cache_dtype)
+        elif kind in ("mamba", "linear_attention"):
+            state = state_page_bytes(spec.mamba, s.tensor_parallel_size, s.dtype_bytes, s.mamba_ssm_cache_dtype)
+            out[i] = MambaSpec(
+                block_size=s.mamba_block_size or s.max_model_len, state_bytes=state,
+                page_size_padded=s.mamba_page_size_padded, mamba_cache_mode=s.mamba_cache_mode,
+                num_prefill_checkpoint_blocks=(spec.mamba.prefill_checkpoint_blocks
+                                               if s.mamba_cache_mode == "align" and rules.mamba_prefill_checkpoint else 0),
+                linear_attention=kind == "linear_attention",
+            )
+    return out
+
+
+def _kv_layout(spec: ModelSpec, s: EngineSettings, rules: VersionRules, start: int, end: int) -> KVLayout:
+    specs = layer_kv_specs(spec, s, rules, start, end)
+    if not specs:
+        raise FlagError(f"pipeline stage with layers {start}-{end - 1} has no attention or Mamba layer",
+                        "vLLM needs KV cache layers on every stage; use fewer pipeline stages.")
+    try:
+        return group_layers(specs, rules, disable_hybrid=s.disable_hybrid_kv_cache_manager)
+    except KVGroupingError as e:
+        raise FlagError(f"vLLM {rules.version} cannot build this model's KV cache: {e}"[:400],
+                        "vLLM raises this at start-up.") from None
 
 
 def make_plan(
@@ -221,8 +266,9 @@ def make_plan(
     gpu: GpuSpec,
     tensors: list[Tensor] | None = None,
     free_at_start_bytes: int | None = None,
+    platform: str = "cuda",
 ) -> Plan:
-    s = resolve(spec, args, rules, gpu)
+    s = resolve(spec, args, rules, gpu, platform)
     tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
     notes = list(s.notes) + list(spec.notes)
     if pp > spec.num_layers:
@@ -282,7 +328,7 @@ def make_plan(
             notes.append(
                 f"Model Runner V2 holds {v2_state / GiB:.2f} GiB of penalty state that vLLM {rules.version} does not budget"
             )
-    ctx = KVContext(s.max_model_len, s.max_num_batched_tokens * (2 if rules.sliding_window_in_flight_batches else 1))
+    ctx = KVContext(s.max_model_len, s.in_flight_tokens)
 
     ranks: list[RankPlan] = []
     for pp_rank, (start, end) in enumerate(pp_partition(spec.num_layers, pp)):

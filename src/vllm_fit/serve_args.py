@@ -45,6 +45,11 @@ class ServeArgs(BaseModel):
     enable_chunked_prefill: Optional[bool] = None
     kv_cache_memory_bytes: Optional[int] = Field(None, ge=0, le=1 << 50)
     num_gpu_blocks_override: Optional[int] = Field(None, ge=1, le=1 << 40)
+    # Hybrid KV cache manager off: sliding/chunked layers reserve full-length KV.
+    disable_hybrid_kv_cache_manager: Optional[bool] = None
+    # Mamba state dtypes (vllm/config/cache.py CacheConfig)
+    mamba_ssm_cache_dtype: str = "auto"
+    mamba_cache_dtype: str = "auto"
 
     @field_validator("kv_cache_dtype")
     @classmethod
@@ -58,6 +63,13 @@ class ServeArgs(BaseModel):
     def _dtype(cls, v: str) -> str:
         if v not in DTYPES:
             raise ValueError("must be one of auto, bfloat16, float16, float32")
+        return v
+
+    @field_validator("mamba_ssm_cache_dtype", "mamba_cache_dtype")
+    @classmethod
+    def _mamba_dtype(cls, v: str) -> str:
+        if v not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError("must be one of auto, float32, bfloat16, float16")
         return v
 
     @field_validator("max_model_len")
@@ -133,6 +145,10 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "--kv-cache-memory-bytes": ("kv_cache_memory_bytes", "hint"),
     "--kv-cache-memory": ("kv_cache_memory_bytes", "hint"),  # argparse prefix of the above
     "--num-gpu-blocks-override": ("num_gpu_blocks_override", "int"),
+    "--disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "bool"),
+    "--no-disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "neg"),
+    "--mamba-ssm-cache-dtype": ("mamba_ssm_cache_dtype", "str"),
+    "--mamba-cache-dtype": ("mamba_cache_dtype", "str"),
 }
 # Flags that take a value but do not change the memory plan.
 _IGNORED_WITH_VALUE = {
