@@ -60,6 +60,10 @@ class EngineSettings:
     mamba_block_size: int | None = None
     mamba_page_size_padded: int | None = None
     mamba_ssm_cache_dtype: str = "auto"
+    # MoE / multimodal (3B)
+    enable_expert_parallel: bool = False
+    limit_mm_per_prompt: tuple[tuple[str, int], ...] = ()
+    skip_mm_profiling: bool = False
 
     def as_flags(self) -> dict[str, object]:
         """The settings by vLLM's engine-argument names (snake_case)."""
@@ -81,7 +85,21 @@ class EngineSettings:
             "kv_cache_memory_bytes": self.kv_cache_memory_bytes,
             "num_gpu_blocks_override": self.num_gpu_blocks_override,
             "disable_hybrid_kv_cache_manager": self.disable_hybrid_kv_cache_manager,
+            "enable_expert_parallel": self.enable_expert_parallel,
+            "limit_mm_per_prompt": dict(self.limit_mm_per_prompt) or None,
+            "skip_mm_profiling": self.skip_mm_profiling,
         }
+
+
+# vllm-fit's format names -> the name vLLM's --quantization / config uses
+_VLLM_QUANT_NAME = {
+    "compressed-tensors-fp8": "compressed-tensors", "compressed-tensors-int8": "compressed-tensors",
+    "compressed-tensors-wna16": "compressed-tensors", "compressed-tensors-nvfp4": "compressed-tensors",
+    "bitsandbytes-4bit": "bitsandbytes", "bitsandbytes-8bit": "bitsandbytes", "modelopt-fp8": "modelopt",
+}
+# --quantization values vLLM accepts for a checkpoint of that method
+_QUANT_OVERRIDES = {"gptq": {"gptq_marlin"}, "awq": {"awq_marlin"}, "modelopt_fp4": {"modelopt"}}
+_MIN_CAPABILITY = {"compressed-tensors-nvfp4": 10.0, "modelopt_fp4": 10.0, "fp8": 8.9, "compressed-tensors-fp8": 8.9}
 
 
 def _capability(gpu: GpuSpec) -> float:
@@ -135,24 +153,31 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
                 "Use --dtype float16.",
             )
 
-    # quantization in effect
+    # quantization in effect (vllm/config/model.py _verify_quantization): the checkpoint's
+    # method, upgraded to its Marlin kernel on sm80+ (gptq -> gptq_marlin, awq -> awq_marlin)
     quant = None
     ckpt_q = spec.quantization
     if ckpt_q is not None:
-        ckpt_method = "compressed-tensors" if ckpt_q.method.startswith("compressed-tensors") else ckpt_q.method
-        if args.quantization is not None and args.quantization != ckpt_method:
+        ckpt_method = _VLLM_QUANT_NAME.get(ckpt_q.method, ckpt_q.method)
+        accepted = {ckpt_method} | _QUANT_OVERRIDES.get(ckpt_method, set())
+        if args.quantization is not None and args.quantization not in accepted:
             refusal = (
                 f"ValueError: Quantization method specified in the model config ({ckpt_method}) does not match "
                 f"the quantization method specified in the `quantization` argument ({args.quantization})."
             )
         quant = ckpt_method
+        if ckpt_method in ("gptq", "awq") and cap >= 8.0 and args.quantization not in ("gptq", "awq"):
+            quant = f"{ckpt_method}_marlin"
+            notes.append(f"the {ckpt_method} checkpoint runs with the {quant} kernels (repacked at load time)")
+        if ckpt_method in ("fp8", "compressed-tensors", "modelopt", "modelopt_fp4", "mxfp4") and cap < _MIN_CAPABILITY.get(ckpt_q.method, 0):
+            notes.append(f"{gpu.name} lacks native {ckpt_q.method} kernels: vLLM falls back to a weight-only Marlin path")
     elif args.quantization is not None:
-        if args.quantization != "fp8":
+        if args.quantization not in ("fp8", "bitsandbytes"):
             raise FlagError(
                 f"--quantization {args.quantization} needs a checkpoint quantized that way, and {spec.name} is not",
-                "Runtime quantization of a 16-bit checkpoint is modelled for --quantization fp8.",
+                "Runtime quantization of a 16-bit checkpoint is modelled for --quantization fp8 and bitsandbytes.",
             )
-        quant = "fp8"
+        quant = args.quantization
 
     # KV cache dtype (vllm/config/cache.py CacheDType per version)
     kv_dtype = args.kv_cache_dtype
@@ -302,6 +327,9 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
         notes=tuple(notes),
         platform=platform,
         disable_hybrid_kv_cache_manager=disable_hybrid,
+        enable_expert_parallel=args.enable_expert_parallel,
+        limit_mm_per_prompt=tuple(sorted((args.limit_mm_per_prompt or {}).items())),
+        skip_mm_profiling=args.skip_mm_profiling,
         in_flight_tokens=in_flight,
         mamba_cache_mode=mamba_mode,
         mamba_block_size=mamba_block,

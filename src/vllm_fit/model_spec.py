@@ -191,6 +191,7 @@ class ModelSpec:
     mla: MLASpec | None = None
     vision: VisionSpec | None = None
     attention_sinks: bool = False  # gpt-oss: one learned sink per head
+    attn_output_gate: bool = False  # Qwen3-Next gated attention: q_proj also emits the output gate
     norms_per_layer: int = 2  # Gemma-2/3: 4 (pre/post attention and FFN)
     num_mtp_layers: int = 0  # multi-token-prediction layers in the checkpoint; serving skips them
     source: str = ""
@@ -524,7 +525,10 @@ def _vision_spec(arch: str, config: dict[str, Any], where: str) -> VisionSpec | 
                           _int_in(vc, "num_channels", w, 3), spatial_merge_size=merge,
                           projector="mistral3" if arch == "Mistral3ForConditionalGeneration" else "pixtral",
                           projector_bias=bool(config.get("multimodal_projector_bias", False)),
-                          tokens_per_item=(merged + 1) * merged, patches_per_item=side * side)
+                          # HF Mistral3 counts ncols * nrows merged patches (pixtral.py PixtralHFEncoderInfo);
+                          # the mistral-format Pixtral adds one [IMG_BREAK]/[IMG_END] per row
+                          tokens_per_item=merged * merged if arch == "Mistral3ForConditionalGeneration" else (merged + 1) * merged,
+                          patches_per_item=side * side)
     if arch == "Qwen2_5_VLForConditionalGeneration":
         if not vc:
             raise ConfigError(f"{where} has no vision_config")
@@ -661,6 +665,32 @@ def _family_extras(arch: str, family: str, f: _Fields, config: dict[str, Any], t
         if lm not in ("", "llama", "mistral", "qwen2_5_vl", "qwen2", "gemma3_text", "gemma3", "llama4_text", "llama4",
                       "mistral3", "pixtral", "llava"):
             notes.append(f"text model_type {lm!r} inside {arch} is sized as a Llama-style decoder")
+    elif family == "hybrid":
+        # FFN side of the hybrids (the mixers and their state are ssm.py's)
+        if arch == "Qwen3NextForCausalLM":
+            out["qk_norm"] = True
+            out["attn_output_gate"] = True
+            sh = f.int("shared_expert_intermediate_size", default=0, lo=0)
+            out["moe"] = MoESpec(f.int("num_experts"), f.int("num_experts_per_tok"), f.int("moe_intermediate_size"),
+                                 _moe_layers(layers, step=f.int("decoder_sparse_step", default=1),
+                                             only_dense=f.get("mlp_only_layers"), where=where),
+                                 "qwen", shared_intermediate_size=sh, shared_expert_gate=sh > 0)
+        elif arch == "GraniteMoeHybridForCausalLM":
+            e = f.int("num_local_experts", default=0, lo=0)
+            sh = f.int("shared_intermediate_size", default=0, lo=0)
+            if e:
+                out["moe"] = MoESpec(e, f.int("num_experts_per_tok"), f.int("intermediate_size"), (True,) * layers,
+                                     "granite", shared_intermediate_size=sh)
+            elif sh:
+                out["intermediate_size"] = sh  # dense granite-4.0: the shared MLP is the FFN
+        elif arch == "JambaForCausalLM":
+            e = f.int("num_experts", default=1)
+            period, offset = f.int("expert_layer_period", default=2), f.int("expert_layer_offset", default=1, lo=0)
+            if e > 1:
+                out["moe"] = MoESpec(e, f.int("num_experts_per_tok", default=2), f.int("intermediate_size"),
+                                     tuple(i % period == offset for i in range(layers)), "jamba")
+        elif arch == "NemotronHForCausalLM":
+            out["mlp_gated"] = False  # relu^2 up/down MLP on the "-" layers only
     elif arch == "GemmaForCausalLM":
         out["tie_word_embeddings"] = f.bool("tie_word_embeddings", default=True)
     elif family == "gemma":
@@ -756,6 +786,7 @@ def spec_from_config(config: dict[str, Any], name: str, source: str = "",
         head_dim = extras.pop("head_dim")
     else:
         extras.pop("head_dim", None)
+    mlp_gated = extras.pop("mlp_gated", mlp_gated)
     for k in ("qkv_bias", "o_bias", "qk_norm", "tie_word_embeddings"):
         if k in extras:
             v = extras.pop(k)

@@ -56,6 +56,8 @@ from .weights import (
     inventory_from_config,
     kv_heads_per_rank,
     pp_partition,
+    mxfp4_backend_for,
+    quantize_inventory_bnb4,
     quantize_inventory_fp8,
     rank_weight_bytes,
 )
@@ -287,6 +289,30 @@ def make_plan(
         notes.append("weights from the checkpoint's safetensors headers")
     if s.quantization == "fp8" and spec.quantization is None:
         inventory = quantize_inventory_fp8(inventory)
+    if s.quantization == "bitsandbytes" and spec.quantization is None:
+        inventory = quantize_inventory_bnb4(inventory)
+    # Expert parallelism: experts over all TP x DP ranks (vllm/config/parallel.py)
+    ep_size = tp * s.data_parallel_size if (s.enable_expert_parallel and spec.moe is not None) else 1
+    if s.enable_expert_parallel and spec.moe is None:
+        notes.append("--enable-expert-parallel has no effect: the model has no MoE layers")
+    try:
+        from .engine import _capability
+
+        mxfp4_backend = mxfp4_backend_for(_capability(gpu))
+    except ImportError:  # pragma: no cover
+        mxfp4_backend = "triton"
+    from .activation import encoder_profile
+
+    limits = dict(s.limit_mm_per_prompt)
+    encoder = encoder_profile(
+        spec, rules, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_num_seqs,
+        max_model_len=s.max_model_len, dtype_bytes=s.dtype_bytes,
+        limit_per_prompt=limits.get("image") if limits else None,
+        skip=s.skip_mm_profiling, chunked_prefill=s.enable_chunked_prefill,
+    )
+    if spec.vision is not None and encoder is None:
+        notes.append("multimodal encoder not profiled (--skip-mm-profiling or a zero image limit): its "
+                     "activation is not in the KV budget")
 
     failure: tuple[str, str] | None = None  # (kind, vLLM's message)
     if s.refusal:
@@ -299,7 +325,7 @@ def make_plan(
         failure = ("free_memory_below_budget", msg.free_memory_error(rules, free0, total, s.gpu_memory_utilization, requested))
     if failure is None:
         try:
-            check_tensor_parallel(spec, tp)
+            check_tensor_parallel(spec, tp, expert_parallel=ep_size > 1)
         except ParallelError as e:
             failure = (e.kind, e.message)
 
@@ -332,8 +358,8 @@ def make_plan(
 
     ranks: list[RankPlan] = []
     for pp_rank, (start, end) in enumerate(pp_partition(spec.num_layers, pp)):
-        layout = Layout(tp=tp, pp=pp, pp_rank=pp_rank, start_layer=start, end_layer=end)
-        w = rank_weight_bytes(spec, inventory, layout, s.dtype)
+        layout = Layout(tp=tp, pp=pp, pp_rank=pp_rank, start_layer=start, end_layer=end, ep_size=ep_size)
+        w = rank_weight_bytes(spec, inventory, layout, s.dtype, mxfp4_backend)
         act = estimate_activation(
             spec, rules,
             max_num_batched_tokens=s.max_num_batched_tokens,
@@ -344,6 +370,8 @@ def make_plan(
             dtype_bytes=s.dtype_bytes,
             sms=gpu.sms,
             sampler_path=("v2-logits" if v2 and rules.minor < 33 else s.sampler_path),
+            ep_size=ep_size,
+            encoder=encoder,
         )
         nt = non_torch + runner
         if s.kv_cache_memory_bytes is not None:

@@ -311,7 +311,9 @@ def inventory_from_config(spec: ModelSpec) -> list[Tensor]:
         if kind in ("mamba", "linear_attention"):
             from . import ssm  # 3A's module: the mixer weights of recurrent layers
 
-            out.extend(ssm.mixer_tensors(spec, n, p))
+            out.extend(ssm.mixer_tensors(spec, n, f"{p}.mixer", d))
+        elif kind == "mlp":
+            pass  # Nemotron-H MLP-only layer: no token mixer
         elif spec.mla is not None:
             mla = spec.mla
             nh = spec.num_attention_heads
@@ -329,7 +331,7 @@ def inventory_from_config(spec: ModelSpec) -> list[Tensor]:
             if fused:
                 linear(f"{p}.self_attn.qkv_proj", spec.q_size + 2 * spec.kv_size, h, spec.qkv_bias)
             else:
-                linear(f"{p}.self_attn.q_proj", spec.q_size, h, spec.qkv_bias)
+                linear(f"{p}.self_attn.q_proj", spec.q_size * (2 if spec.attn_output_gate else 1), h, spec.qkv_bias)
                 linear(f"{p}.self_attn.k_proj", spec.kv_size, h, spec.qkv_bias)
                 linear(f"{p}.self_attn.v_proj", spec.kv_size, h, spec.qkv_bias)
             linear(f"{p}.self_attn.o_proj", h, spec.q_size, spec.o_bias)
@@ -338,9 +340,13 @@ def inventory_from_config(spec: ModelSpec) -> list[Tensor]:
                 norm(f"{p}.self_attn.k_norm", spec.head_dim)
             if spec.attention_sinks:
                 out.append(Tensor(f"{p}.self_attn.sinks", (spec.num_attention_heads,), d))
+        has_ffn = kind == "mlp" if spec.architecture == "NemotronHForCausalLM" else True
         if moe is not None and moe.layers[n]:
             _moe_tensors(out, spec, p, linear, norm, d)
-        elif i:
+        elif i and has_ffn and not spec.mlp_gated:
+            linear(f"{p}.mlp.up_proj", i, h, spec.mlp_bias)
+            linear(f"{p}.mlp.down_proj", h, i, spec.mlp_bias)
+        elif i and has_ffn:
             mp = f"{p}.feed_forward" if moe is not None and moe.style == "llama4" else f"{p}.mlp"
             if fused:
                 linear(f"{mp}.gate_up_proj", 2 * i, h, spec.mlp_bias)
@@ -379,9 +385,12 @@ def _moe_tensors(out: list[Tensor], spec: ModelSpec, p: str, linear, norm, d: st
     if moe.style == "mixtral":
         mp = f"{p}.block_sparse_moe"
         out.append(Tensor(f"{mp}.gate.weight", (e, h), d))
-    elif moe.style == "llama4":
+    elif moe.style in ("llama4", "jamba"):
         mp = f"{p}.feed_forward"
         out.append(Tensor(f"{mp}.router.weight", (e, h), d))
+    elif moe.style == "granite":
+        mp = f"{p}.block_sparse_moe"
+        out.append(Tensor(f"{mp}.router.layer.weight", (e, h), d))
     else:
         mp = f"{p}.mlp"
         out.append(Tensor(f"{mp}.gate.weight", (e, h), d))
@@ -391,7 +400,8 @@ def _moe_tensors(out: list[Tensor], spec: ModelSpec, p: str, linear, norm, d: st
     _stacked_expert(out, f"{mp}.experts.w2", e, h, mi, spec, d)
     if moe.shared_intermediate_size:
         si = moe.shared_intermediate_size
-        sp = f"{mp}.shared_expert" if moe.style in ("qwen", "llama4") else f"{mp}.shared_experts"
+        sp = (f"{mp}.shared_expert" if moe.style in ("qwen", "llama4") else
+              f"{p}.shared_mlp" if moe.style == "granite" else f"{mp}.shared_experts")
         linear(f"{sp}.gate_proj", si, h, False)
         linear(f"{sp}.up_proj", si, h, False)
         linear(f"{sp}.down_proj", h, si, False)
@@ -537,7 +547,7 @@ def pp_partition(num_layers: int, pp: int) -> list[tuple[int, int]]:
     return out
 
 
-def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
+def check_tensor_parallel(spec: ModelSpec, tp: int, expert_parallel: bool = False) -> None:
     """Raise ParallelError with vLLM's text in the order vLLM builds the model."""
     padded = round_up(spec.vocab_size, VOCAB_PADDING)
     # vllm/distributed/utils.py divide -> ensure_divisibility assertion.
@@ -548,8 +558,12 @@ def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
             raise ParallelError(f"AssertionError: {spec.num_kv_heads} is not divisible by {tp}")
     elif tp % spec.num_kv_heads:
         raise ParallelError(f"AssertionError: {tp} is not divisible by {spec.num_kv_heads}")
-    if spec.intermediate_size % tp:
+    if spec.intermediate_size and spec.intermediate_size % tp and (spec.moe is None or not all(spec.moe.layers)):
         raise ParallelError(f"AssertionError: {spec.intermediate_size} is not divisible by {tp}")
+    if spec.moe is not None and not expert_parallel and spec.quantization is None:
+        # FusedMoE shards each expert's intermediate dim: divide(intermediate_size, tp)
+        if spec.moe.intermediate_size % tp:
+            raise ParallelError(f"AssertionError: {spec.moe.intermediate_size} is not divisible by {tp}")
 
 
 def kv_heads_per_rank(num_kv_heads: int, tp: int) -> int:
@@ -691,6 +705,22 @@ def quantize_inventory_fp8(tensors: list[Tensor]) -> list[Tensor]:
         if t.name.endswith(".weight") and role in ("col", "kv", "qkv", "row") and len(t.shape) == 2 and t.dtype in FLOAT_DTYPES:
             out.append(Tensor(t.name, t.shape, "F8_E4M3"))
             out.append(Tensor(t.name[: -len("weight")] + "weight_scale", (), "F32"))
+        else:
+            out.append(t)
+    return out
+
+
+def quantize_inventory_bnb4(tensors: list[Tensor]) -> list[Tensor]:
+    """Runtime ``--quantization bitsandbytes`` on a 16-bit checkpoint: every decoder Linear
+    becomes packed 4-bit NF4 with a float32 absmax per 64 values (bitsandbytes.py in-flight
+    quantization); embeddings, lm_head and norms stay 16-bit."""
+    out: list[Tensor] = []
+    for t in tensors:
+        role = _role(t.name)
+        if t.name.endswith(".weight") and role in ("col", "kv", "qkv", "row") and len(t.shape) == 2 and t.dtype in FLOAT_DTYPES:
+            n = t.numel
+            out.append(Tensor(t.name, (n // 2, 1), "U8"))
+            out.append(Tensor(t.name + ".absmax", (n // 64,), "F32"))
         else:
             out.append(t)
     return out
