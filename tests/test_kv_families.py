@@ -202,3 +202,17 @@ def test_vllm_011_groups_and_page_sizes():
 def test_unknown_packed_kv_dtype_is_refused_clearly():
     with pytest.raises(VllmFitError, match="not modelled"):
         plan("Qwen/Qwen2.5-7B-Instruct", kv_cache_dtype="nvfp4")
+
+
+def test_pipeline_stages_project_the_global_groups():
+    # Groups are formed over the whole model, then each stage keeps its own layers
+    # (get_kv_cache_configs / _project_kv_cache_groups_to_worker).  gemma-3-4b-it, PP 2
+    # (layers 0-16 | 17-33): global groups = full {5,11,17,23,29} + 6 sliding groups taking every
+    # 6th of the 29 sliding layers [0,1,2,3,4,6,...].  Stage 0 holds sliding list items 0-14, so
+    # groups 0-2 keep 3 layers (items i, i+6, i+12) and groups 3-5 keep 2; full keeps 2 -> a block
+    # costs 3 x 65,536 = 196,608 B.  Stage 1: sliding items 15-28 -> groups 3 and 4 keep 3
+    # (15,21,27 / 16,22,28), full keeps 3 -> also 196,608 B.  10 GiB // 196,608 = 54,613 blocks.
+    # (Grouping each stage on its own would give 2 x 65,536 = 131,072 B: not what vLLM does.)
+    p = plan("google/gemma-3-4b-it", pipeline_parallel_size=2)
+    assert [r.bytes_per_block for r in p.ranks] == [196_608, 196_608]
+    assert p.num_gpu_blocks == 54613

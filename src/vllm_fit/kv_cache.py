@@ -315,6 +315,21 @@ def group_layers(specs: dict[int, KVCacheSpec], rules: VersionRules, disable_hyb
     return KVLayout(tuple(groups), group_size, padding)
 
 
+def project_to_worker(layout: KVLayout, start: int, end: int) -> KVLayout:
+    """A pipeline stage's view of the global groups (get_kv_cache_configs /
+    _project_kv_cache_groups_to_worker, every version 0.11-0.33): every group
+    stays, with only this stage's layers; a block costs page x the most layers
+    any group has here."""
+    groups = tuple(KVGroup(g.spec, tuple(i for i in g.layers if start <= i < end)) for g in layout.groups)
+    if all(len(g.layers) == len(o.layers) for g, o in zip(groups, layout.groups)):
+        return layout
+    if layout.uniform_type:
+        pages = dict(zip(layout.groups[0].layers, layout.layer_pages))
+        kept = groups[0].layers
+        return replace(layout, groups=groups, group_size=len(kept), layer_pages=tuple(pages[i] for i in kept))
+    return replace(layout, groups=groups, group_size=max(len(g.layers) for g in groups))
+
+
 def num_blocks_for(available_bytes: int, layout: KVLayout) -> int:
     if available_bytes <= 0:
         return 0
@@ -349,6 +364,7 @@ def needed_bytes_one_request(layout: KVLayout, ctx: KVContext, rules: VersionRul
         g = layout.groups[0]
         return layout.bytes_per_block * g.spec.blocks_per_request(ctx)
     if rules.one_request_check == "layers":
+        # 0.11-0.13: each worker's own layers, each with its own need
         return sum(g.spec.max_memory_usage_bytes(ctx) * len(g.layers) for g in layout.groups)
     if rules.one_request_check == "first_group":
         return layout.bytes_per_block * layout.groups[0].spec.blocks_per_request(ctx)

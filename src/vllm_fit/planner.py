@@ -41,6 +41,7 @@ from .kv_cache import (
     group_layers,
     needed_bytes_one_request,
     num_blocks_for,
+    project_to_worker,
     one_request_budget,
 )
 from .model_spec import ModelSpec
@@ -250,15 +251,17 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
 
 
 def _kv_layout(spec: ModelSpec, s: EngineSettings, rules: VersionRules, start: int, end: int) -> KVLayout:
-    specs = layer_kv_specs(spec, s, rules, start, end)
-    if not specs:
+    """Groups are formed over the whole model, then projected on the stage."""
+    specs = layer_kv_specs(spec, s, rules, 0, spec.num_layers)
+    if not any(start <= i < end for i in specs):
         raise FlagError(f"pipeline stage with layers {start}-{end - 1} has no attention or Mamba layer",
                         "vLLM needs KV cache layers on every stage; use fewer pipeline stages.")
     try:
-        return group_layers(specs, rules, disable_hybrid=s.disable_hybrid_kv_cache_manager)
+        layout = group_layers(specs, rules, disable_hybrid=s.disable_hybrid_kv_cache_manager)
     except KVGroupingError as e:
         raise FlagError(f"vLLM {rules.version} cannot build this model's KV cache: {e}"[:400],
                         "vLLM raises this at start-up.") from None
+    return project_to_worker(layout, start, end)
 
 
 def make_plan(
