@@ -288,3 +288,16 @@ def test_dp_is_one_engine_per_gpu():
     a = vllm_fit.plan("Qwen/Qwen3-8B", gpu="H100", vllm_version="0.19.0", max_model_len=8192)
     b = vllm_fit.plan("Qwen/Qwen3-8B", gpu="H100", vllm_version="0.19.0", max_model_len=8192, data_parallel_size=2)
     assert (a.weights_bytes, a.kv_cache_bytes) == (b.weights_bytes, b.kv_cache_bytes) and b.num_gpus == 2
+
+
+def test_qwen25_vl_vision_tower_is_sharded_under_tp():
+    # vLLM builds the tower with QKV/Column/RowParallelLinear (mm_encoder_tp_mode "weights"):
+    # at TP2 per block: qkv (3840*1280 + 3840)/2 = 2,459,520; proj 1280*1280/2 + bias 1,280 = 820,480;
+    # gate and up (3420*1280 + 3420)/2 each = 4,381,020; down 1280*3420/2 + bias 1,280 = 2,190,080;
+    # norms 2,560 -> 9,853,660, x32 = 315,317,120.  merger: ln_q 1,280 + mlp.0 (5120*5120 + 5120)/2
+    # = 13,109,760 + mlp.2 3584*5120/2 + bias 3,584 = 9,178,624 -> 22,289,664; patch_embed 1,505,280
+    # replicated.  339,112,064 params * 2 B = 678,224,128 B, plus the LM's mrope cache 128000*128*2.
+    s = spec_of("Qwen/Qwen2.5-VL-7B-Instruct")
+    vision = [t for t in inventory_from_config(s) if t.name.startswith("visual.")]
+    lay = Layout(tp=2, pp=1, pp_rank=0, start_layer=0, end_layer=s.num_layers)
+    assert rank_weight_bytes(s, vision, lay, "bfloat16") == 678_224_128 + 128000 * 128 * 2
