@@ -96,6 +96,8 @@ class RankPlan:
             "num_blocks": self.num_blocks,
             "page_size_bytes": self.page_size_bytes,
             "bytes_per_block": self.bytes_per_block,
+            "kv_groups": self.kv_layout.describe(),
+            "kv_padding_layers": self.kv_layout.padding_layers,
             "activation_detail": {
                 "sampler_path": self.activation.sampler_path,
                 "sampler_requests": self.activation.num_sampler_requests,
