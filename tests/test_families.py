@@ -301,3 +301,17 @@ def test_qwen25_vl_vision_tower_is_sharded_under_tp():
     vision = [t for t in inventory_from_config(s) if t.name.startswith("visual.")]
     lay = Layout(tp=2, pp=1, pp_rank=0, start_layer=0, end_layer=s.num_layers)
     assert rank_weight_bytes(s, vision, lay, "bfloat16") == 678_224_128 + 128000 * 128 * 2
+
+
+def test_mixtral_profile_peak_is_the_fused_moe_forward_at_tp2():
+    # Mixtral-8x7B, TP2, T = 8192 tokens (H100 default), top-2 of 8 experts, I/tp = 7168, H = 4096:
+    # fused_moe caches M*k*(max(2I/tp, H) + I/tp)*2 B = 8192*2*(14336 + 7168)*2 = 704,643,072;
+    # residual/hidden/normed/output 4*8192*4096*2 = 268,435,456; router logits fp32 8192*8*4 = 262,144
+    # and top-k weights/ids 8192*2*8 = 131,072 -> 973,471,744 B.  The sampler phase is smaller:
+    # vocab 32000, Triton path 14*1024*32000 + 4*132*32000 = 475,648,000 + hidden 67,108,864
+    # + 2*1024*4096*2 = 16,777,216 -> 559,534,080 B.
+    p = vllm_fit.plan("mistralai/Mixtral-8x7B-v0.1", gpu="H100", vllm_version="0.19.0", tensor_parallel_size=2,
+                      max_model_len=8192)
+    act = p.ranks[0].activation
+    assert act.forward_phase_bytes == 973_471_744
+    assert act.sampler_phase_bytes == 559_534_080 and act.dominant == "forward"
