@@ -679,10 +679,15 @@ def rank_weight_bytes(spec: ModelSpec, tensors: list[Tensor], layout: Layout, se
         elif role == "col":
             n = rows // tp * rest if rows % tp == 0 else -(-rows // tp) * rest
         elif role == "kv":
-            n = min(rows, kv_rows_rank) * rest if spec.num_kv_heads < tp else rows // tp * rest
+            # heads split by TP, or one head per rank when KV heads < TP (replicated); as a
+            # fraction so that transposed quantized layouts (GPTQ/AWQ [K, N]) work too
+            if spec.num_kv_heads < tp:
+                n = n * kv_heads_per_rank(spec.num_kv_heads, tp) // spec.num_kv_heads
+            else:
+                n = -(-n // tp)
         elif role == "qkv":
-            q_rows = spec.q_size // tp
-            n = (q_rows + 2 * kv_rows_rank) * rest if rows else n
+            full = spec.q_size + 2 * spec.kv_size
+            n = n * (spec.q_size // tp + 2 * kv_rows_rank) // full if full else n
         elif role == "row":
             if len(t.shape) >= 2 and t.shape[1] > 1:
                 n = -(-n // tp)
