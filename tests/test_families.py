@@ -315,3 +315,34 @@ def test_mixtral_profile_peak_is_the_fused_moe_forward_at_tp2():
     act = p.ranks[0].activation
     assert act.forward_phase_bytes == 973_471_744
     assert act.sampler_phase_bytes == 559_534_080 and act.dominant == "forward"
+
+
+def test_llava_builds_the_clip_tower_up_to_the_feature_layer():
+    # llava-1.5-7b style: CLIP ViT-L/14 at 336 px (transformers defaults), vision_feature_layer -2:
+    # vLLM builds 24 + 1 - 2 = 23 encoder layers and no post_layernorm.
+    # embeddings: patch 1024*3*14*14 = 602,112 + class 1,024 + positions 577*1024 = 590,848;
+    # pre_layrnorm 2,048.  Per layer: q,k,v,out 4*(1024*1024 + 1024) = 4,198,400; two LayerNorms
+    # 4,096; fc1 4096*1024 + 4096 = 4,198,400; fc2 1024*4096 + 1024 = 4,195,328 -> 12,596,224, x23
+    # = 289,713,152.  Projector: linear_1 4096*1024 + 4096 = 4,198,400, linear_2 4096*4096 + 4096
+    # = 16,781,312.  Vision + projector = 311,888,896.
+    cfg = {"architectures": ["LlavaForConditionalGeneration"], "vision_feature_layer": -2,
+           "vision_config": {"model_type": "clip_vision_model"},
+           "text_config": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
+                           "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 32064,
+                           "max_position_embeddings": 4096},
+           "torch_dtype": "float16"}
+    s = spec_from_config(cfg, "llava")
+    inv = inventory_from_config(s)
+    vis = sum(t.numel for t in inv if t.name.startswith(("vision_tower.", "multi_modal_projector.")))
+    assert vis == 311_888_896
+    assert s.vision.num_layers == 23 and s.vision.tokens_per_item == 576
+
+
+def test_runtime_bitsandbytes_on_llama_31_8b():
+    # --quantization bitsandbytes on the bf16 checkpoint: the 6,979,321,856 decoder Linear weights
+    # (per layer q 4096*4096, k/v 2*1024*4096, o 4096*4096, gate/up/down 3*14336*4096 = 218,103,808,
+    # x32) become 0.5 B each + fp32 absmax per 64 values: 3,489,660,928 + 436,207,616; embed + head
+    # 2*128256*4096*2 = 2,101,346,304; 65 norms * 4096 * 2 = 532,480; RoPE 131072*128*2 = 33,554,432.
+    p = vllm_fit.plan("meta-llama/Llama-3.1-8B-Instruct", gpu="H100", vllm_version="0.19.0",
+                      max_model_len=8192, quantization="bitsandbytes")
+    assert p.weights_bytes == 3_489_660_928 + 436_207_616 + 2_101_346_304 + 532_480 + 33_554_432
