@@ -199,9 +199,21 @@ def test_vllm_011_groups_and_page_sizes():
     assert (ln.group_size, len(ln.groups), ln.padding_layers) == (4, 2, 1)
 
 
-def test_unknown_packed_kv_dtype_is_refused_clearly():
-    with pytest.raises(VllmFitError, match="not modelled"):
-        plan("Qwen/Qwen2.5-7B-Instruct", kv_cache_dtype="nvfp4")
+def test_packed_kv_formats_of_vllm_033():
+    # Qwen2.5-7B: 28 layers, 4 KV heads x 128.
+    # int8_per_token_head (Triton packs K, V bytes + two fp32 scales per head):
+    #   4 x (2 x 128 + 8) = 1,056 B per token per layer; block 16 x 1,056 x 28 = 473,088 B
+    #   -> 10 GiB // 473,088 = 22,696 blocks.
+    # int4_per_token_head: 4 x (2 x 64 + 8) = 544 B -> 16 x 544 x 28 = 243,712 B -> 44,057 blocks.
+    # nvfp4 (FlashInfer: 2 slots per head of 64 fp4 bytes + 8 fp8 scales): 2 x 4 x 72 = 576 B
+    #   -> 16 x 576 x 28 = 258,048 B -> 41,610 blocks.
+    for dtype, per_block, blocks in (("int8_per_token_head", 473_088, 22696),
+                                     ("int4_per_token_head", 243_712, 44057),
+                                     ("nvfp4", 258_048, 41610)):
+        p = plan("Qwen/Qwen2.5-7B-Instruct", kv_cache_dtype=dtype)
+        assert (p.bytes_per_block, p.num_gpu_blocks) == (per_block, blocks), dtype
+    with pytest.raises(VllmFitError, match="0.33"):
+        plan("Qwen/Qwen2.5-7B-Instruct", version="0.32.0", kv_cache_dtype="nvfp4")
 
 
 def test_pipeline_stages_project_the_global_groups():

@@ -181,14 +181,25 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
 
     # KV cache dtype (vllm/config/cache.py CacheDType per version)
     kv_dtype = args.kv_cache_dtype
-    if kv_dtype not in KV_DTYPE_BYTES and kv_dtype != "fp8_ds_mla":
+    from .kv_cache import PACKED_KV_DTYPES
+
+    if kv_dtype in PACKED_KV_DTYPES:
+        if rules.minor < 33:
+            raise FlagError(f"vLLM {rules.version} has no --kv-cache-dtype {kv_dtype}", "The packed KV formats arrived in 0.33.")
+        if "mla" in spec.layer_kinds or spec.mamba is not None:
+            raise FlagError(f"--kv-cache-dtype {kv_dtype} is not modelled for MLA or hybrid Mamba models",
+                            "vllm-fit models it for standard attention layers (vLLM 0.33 Triton / FlashInfer packing).")
+    elif kv_dtype not in KV_DTYPE_BYTES and kv_dtype != "fp8_ds_mla":
         raise FlagError(
-            f"--kv-cache-dtype {kv_dtype} (a packed format with per-token scales, vLLM 0.33) is not modelled",
-            "Use auto, bfloat16, float16 or an fp8 variant (fp8, fp8_e4m3, fp8_e5m2).",
+            f"--kv-cache-dtype {kv_dtype} is not modelled",
+            "Use auto, bfloat16, float16, an fp8 variant (fp8, fp8_e4m3, fp8_e5m2) or, on 0.33, a packed format "
+            "(int8/fp8/int4_per_token_head, nvfp4).",
         )
     if kv_dtype == "float16" and rules.minor < 33:
         raise FlagError(f"vLLM {rules.version} has no --kv-cache-dtype float16", "It was added in 0.33; use auto.")
-    if kv_dtype == "fp8_ds_mla":
+    if kv_dtype in PACKED_KV_DTYPES:
+        kv_bytes = 1  # nominal; the page size comes from kv_cache.packed_bytes_per_token
+    elif kv_dtype == "fp8_ds_mla":
         if rules.minor < 14 or "mla" not in spec.layer_kinds:
             raise FlagError(
                 f"--kv-cache-dtype fp8_ds_mla needs an MLA model and vLLM 0.14 or newer",

@@ -29,6 +29,7 @@ from .kv_cache import (
     ChunkedLocalAttentionSpec,
     FullAttentionSpec,
     KVCacheSpec,
+    PACKED_KV_DTYPES,
     KVGroupingError,
     MambaSpec,
     MLAAttentionSpec,
@@ -43,6 +44,7 @@ from .kv_cache import (
     num_blocks_for,
     project_to_worker,
     one_request_budget,
+    packed_bytes_per_token,
 )
 from .model_spec import ModelSpec
 from .ssm import state_page_bytes
@@ -224,8 +226,10 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
     builds it (vllm/v1/kv_cache_interface.py); layers without KV are skipped."""
     heads = kv_heads_per_rank(spec.num_kv_heads, s.tensor_parallel_size)
     kinds = spec.layer_kinds or ("full",) * spec.num_layers
+    packed = (packed_bytes_per_token(s.kv_cache_dtype, heads, spec.head_dim)
+              if s.kv_cache_dtype in PACKED_KV_DTYPES else None)
     full = FullAttentionSpec(block_size=s.block_size, num_kv_heads=heads, head_size=spec.head_dim,
-                             dtype_bytes=s.kv_dtype_bytes)
+                             dtype_bytes=s.kv_dtype_bytes, packed_bytes_per_token=packed)
     out: dict[int, KVCacheSpec] = {}
     for i in range(start, end):
         kind = kinds[i]
@@ -233,9 +237,10 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
             out[i] = full
         elif kind == "sliding":
             out[i] = SlidingWindowSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
-                                       sliding_window=spec.sliding_window or 0)
+                                       packed_bytes_per_token=packed, sliding_window=spec.sliding_window or 0)
         elif kind == "chunked":
             out[i] = ChunkedLocalAttentionSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
+                                               packed_bytes_per_token=packed,
                                                attention_chunk_size=spec.attention_chunk_size or 0)
         elif kind == "mla":
             latent = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
