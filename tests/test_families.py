@@ -346,3 +346,40 @@ def test_runtime_bitsandbytes_on_llama_31_8b():
     p = vllm_fit.plan("meta-llama/Llama-3.1-8B-Instruct", gpu="H100", vllm_version="0.19.0",
                       max_model_len=8192, quantization="bitsandbytes")
     assert p.weights_bytes == 3_489_660_928 + 436_207_616 + 2_101_346_304 + 532_480 + 33_554_432
+
+
+def test_per_expert_checkpoint_headers_place_like_the_config_inventory(tmp_path):
+    # A tiny Mixtral checkpoint written as safetensors headers with one tensor per expert
+    # (the HF layout: block_sparse_moe.experts.{e}.w1/w2/w3): 2 layers, hidden 64, 4 experts of 32.
+    # Under EP=2 rank 0 owns experts 0-1: per layer 2*3*32*64*2 B = 24,576 B of experts, the same
+    # bytes as the config-derived stacked [E, ...] inventory gives.
+    import json
+    import struct
+
+    from vllm_fit.weights import read_safetensors_headers
+
+    cfg = {"architectures": ["MixtralForCausalLM"], "hidden_size": 64, "intermediate_size": 32,
+           "num_local_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "vocab_size": 128, "max_position_embeddings": 64, "torch_dtype": "bfloat16"}
+    s = spec_from_config(cfg, "tiny-mixtral")
+    header = {}
+    for t in inventory_from_config(s):
+        if ".experts.w13" in t.name or ".experts.w2" in t.name:
+            e, n_out, n_in = t.shape
+            for i in range(e):
+                base = t.name.replace(".experts.w13.weight", f".experts.{i}.").replace(".experts.w2.weight", f".experts.{i}.")
+                names = ("w1", "w3") if ".w13" in t.name else ("w2",)
+                for nm in names:
+                    rows = n_out // 2 if nm != "w2" else n_out
+                    header[f"{base}{nm}.weight"] = {"dtype": "BF16", "shape": [rows, n_in], "data_offsets": [0, 0]}
+        else:
+            header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [0, 0]}
+    raw = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw)
+    from_headers = read_safetensors_headers(tmp_path)
+    for ep in (1, 2):
+        lay = Layout(tp=1, pp=1, pp_rank=0, start_layer=0, end_layer=2, ep_size=ep)
+        assert rank_weight_bytes(s, from_headers, lay, "bfloat16") == rank_weight_bytes(s, inventory_from_config(s), lay, "bfloat16")
+    lay1 = Layout(tp=1, pp=1, pp_rank=0, start_layer=0, end_layer=2)
+    lay2 = Layout(tp=1, pp=1, pp_rank=0, start_layer=0, end_layer=2, ep_size=2)
+    assert rank_weight_bytes(s, from_headers, lay1, "bfloat16") - rank_weight_bytes(s, from_headers, lay2, "bfloat16") == 2 * 24_576
