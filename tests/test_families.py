@@ -383,3 +383,27 @@ def test_per_expert_checkpoint_headers_place_like_the_config_inventory(tmp_path)
     lay1 = Layout(tp=1, pp=1, pp_rank=0, start_layer=0, end_layer=2)
     lay2 = Layout(tp=1, pp=1, pp_rank=0, start_layer=0, end_layer=2, ep_size=2)
     assert rank_weight_bytes(s, from_headers, lay1, "bfloat16") - rank_weight_bytes(s, from_headers, lay2, "bfloat16") == 2 * 24_576
+
+
+def test_llama4_interleaved_moe_layers_with_shared_expert():
+    # Maverick-style interleave_moe_layer_step 2: vLLM's Llama4 decoder layer is MoE when
+    # (layer_idx + 1) % 2 == 0, i.e. layers 1 and 3 of 4; the others use the dense
+    # intermediate_size_mlp FFN.  Tiny text config: hidden 64, 4 experts of 32 (+ one shared
+    # expert of 32), dense FFN 96, 4 heads / 2 KV heads of 16, vocab 128 (a minimal vision_config
+    # is required by the wrapper; only the language-model tensors are counted below).
+    text = {"hidden_size": 64, "intermediate_size": 32, "intermediate_size_mlp": 96, "num_local_experts": 4,
+            "num_experts_per_tok": 1, "interleave_moe_layer_step": 2, "num_hidden_layers": 4,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 128,
+            "max_position_embeddings": 64}
+    cfg = {"architectures": ["Llama4ForConditionalGeneration"], "text_config": text, "torch_dtype": "bfloat16",
+           "vision_config": {"hidden_size": 32, "num_hidden_layers": 1, "intermediate_size": 64,
+                             "num_attention_heads": 2, "image_size": 28, "patch_size": 14,
+                             "vision_output_dim": 16}}
+    s = spec_from_config(cfg, "tiny-llama4")
+    assert s.moe.layers == (False, True, False, True)
+    lm = sum(t.numel for t in inventory_from_config(s) if t.name.startswith("language_model"))
+    # attention per layer: q 64*64 + k,v 2*32*64 + o 64*64 = 12,288 (+ 2 norms 128) = 12,416.
+    # dense FFN 3*96*64 = 18,432; MoE FFN: router 4*64 = 256 + experts 4*3*32*64 = 24,576
+    # + shared 3*32*64 = 6,144 = 30,976.  2*(12,416 + 18,432) + 2*(12,416 + 30,976) = 148,480
+    # + embed and head 2*128*64 = 16,384 + final norm 64 = 164,928.
+    assert lm == 164_928
