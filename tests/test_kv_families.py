@@ -86,22 +86,27 @@ def test_gpt_oss_20b_sliding_128_and_sinks():
 
 def test_deepseek_v3_mla_latent_same_on_every_rank():
     # DeepSeek-V3: 61 layers (the MTP layer is not served), latent 512 + 64 = 576 per token per
-    # layer = 1,152 B in bf16; FlashMLA block 64 on H100 -> page 73,728 B; one block = 61 x 73,728
-    # = 4,497,408 B -> 10 GiB // 4,497,408 = 2,387 blocks; 8192 / 64 = 128 blocks per request;
-    # tokens int(2,387 x 8192 / 128) = 152,768.  The latent is not split by TP: 8 ranks hold the
-    # same 2,387 blocks each.
+    # layer = 1,152 B in bf16.  vLLM 0.33 on H100 picks FLASH_ATTN_MLA (multiple of 16): block 16,
+    # page 18,432 B, one block = 61 x 18,432 = 1,124,352 B -> 10 GiB // 1,124,352 = 9,549 blocks;
+    # 8192 / 16 = 512 per request; tokens int(9,549 x 8192 / 512) = 152,784.  The latent is not
+    # split by TP: 8 ranks hold the same 9,549 blocks each.
     p = plan("deepseek-ai/DeepSeek-V3")
     assert (p.block_size, p.bytes_per_block, p.num_gpu_blocks, p.blocks_per_request, p.kv_cache_tokens) == (
-        64, 4_497_408, 2387, 128, 152768)
+        16, 1_124_352, 9549, 512, 152784)
     p8 = vllm_fit.plan("deepseek-ai/DeepSeek-V3", gpu="H200", vllm_version="0.33.0", tensor_parallel_size=8,
                        max_model_len=8192, kv_cache_memory_bytes=KV)
-    assert (p8.bytes_per_block, p8.num_gpu_blocks) == (4_497_408, 2387)
-    # fp8 KV: 576 B per token per layer -> 61 x 64 x 576 = 2,248,704 B per block -> 4,774 blocks.
+    assert (p8.bytes_per_block, p8.num_gpu_blocks) == (1_124_352, 9549)
+    # vLLM 0.14 forces FlashMLA's block 64 on Hopper: 61 x 64 x 1,152 = 4,497,408 B -> 2,387 blocks,
+    # 128 per request.
+    p = plan("deepseek-ai/DeepSeek-V3", version="0.14.0")
+    assert (p.block_size, p.bytes_per_block, p.num_gpu_blocks, p.blocks_per_request) == (64, 4_497_408, 2387, 128)
+    # fp8 KV: 576 B per token per layer -> 61 x 16 x 576 = 562,176 B per block -> 19,099 blocks.
     p = plan("deepseek-ai/DeepSeek-V3", kv_cache_dtype="fp8")
-    assert (p.bytes_per_block, p.num_gpu_blocks) == (2_248_704, 4774)
-    # fp8_ds_mla (0.14+): 656 B per token per layer -> 61 x 64 x 656 = 2,561,024 B -> 4,192 blocks.
+    assert (p.bytes_per_block, p.num_gpu_blocks) == (562_176, 19099)
+    # fp8_ds_mla (0.14+, sparse FlashMLA, block 64): 656 B per token per layer
+    # -> 61 x 64 x 656 = 2,561,024 B -> 4,192 blocks.
     p = plan("deepseek-ai/DeepSeek-V3", kv_cache_dtype="fp8_ds_mla")
-    assert (p.bytes_per_block, p.num_gpu_blocks) == (2_561_024, 4192)
+    assert (p.block_size, p.bytes_per_block, p.num_gpu_blocks) == (64, 2_561_024, 4192)
 
 
 def test_granite_4_h_tiny_mamba_state_pages():

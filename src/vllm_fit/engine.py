@@ -219,11 +219,16 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
             "Allowed: " + ", ".join(str(b) for b in sorted(allowed)) + ".",
         )
     if "mla" in spec.layer_kinds:
-        # MLA backends force their block size: CPU MLA kernel 16
-        # (platforms/cpu.py); on CUDA FlashMLA 64 (Hopper), CUTLASS MLA 128
-        # (Blackwell) (platforms/cuda.py check_and_update_config / backend
-        # preferred sizes).
-        forced = 16 if platform == "cpu" else (128 if _capability(gpu) >= 10.0 else 64)
+        blackwell = _capability(gpu) >= 10.0
+        if platform == "cpu":
+            forced = 16  # platforms/cpu.py: the CPU MLA kernel compiles with block 16 only
+        elif kv_dtype == "fp8_ds_mla":
+            forced = 64  # DeepSeek-V3.2 sparse FlashMLA: block 64 in every version
+        elif rules.mla_block_rule == "forced":
+            need = 128 if blackwell else 64  # CUTLASS MLA / FlashMLA
+            forced = block_size if block_size % need == 0 else need
+        else:
+            forced = block_size if args.block_size else (32 if blackwell else 16)
         if forced != block_size:
             notes.append(f"MLA attention backend uses block size {forced}")
         block_size = forced
