@@ -89,3 +89,20 @@ def test_engine_max_len_error_text(case):
     p = _plan(case)
     assert not p.fits
     assert p.error == "ValueError: " + case["error"]
+
+
+LAYOUT_LINE = __import__("re").compile(
+    r"(Setting attention block size to \d+ tokens.*|Padding mamba page size by [\d.]+%.*|"
+    r"Add \d+ padding layers, may waste at most [\d.]+% KV cache memory)$"
+)
+with_logs = [c for c in LIVE if c.get("ok")]
+
+
+@pytest.mark.parametrize("case", with_logs, ids=[c["name"] for c in with_logs])
+def test_engine_layout_log_lines(case):
+    # The block-size change, the Mamba page padding and the padding layers, as the engine logged them.
+    log = (FIXTURES / "live-logs" / f"{case['name']}.log").read_text(errors="replace")
+    want = sorted({m.group(1).strip() for line in log.splitlines() if (m := LAYOUT_LINE.search(line))})
+    p = _plan(case)
+    got = sorted({line for line in p.log_lines if LAYOUT_LINE.search(line)})
+    assert got == want

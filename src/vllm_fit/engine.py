@@ -60,6 +60,7 @@ class EngineSettings:
     mamba_block_size: int | None = None
     mamba_page_size_padded: int | None = None
     mamba_ssm_cache_dtype: str = "auto"
+    hybrid_block_raised: bool = False  # vLLM logged "Setting attention block size to ..."
     # MoE / multimodal (3B)
     enable_expert_parallel: bool = False
     limit_mm_per_prompt: tuple[tuple[str, int], ...] = ()
@@ -295,8 +296,11 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
         # scheduling (PP 1), else the PP size (vllm/config/vllm.py, 0.26+).
         in_flight = mbt * (2 if args.pipeline_parallel_size == 1 else args.pipeline_parallel_size)
     hybrid = _hybrid_mamba(spec, args, rules, platform, block_size, kv_bytes, dtype, max_model_len, prefix)
+    raised = False
     if hybrid is not None:
+        raised_from = block_size
         block_size, prefix, mamba_mode, mamba_block, mamba_padded, hnotes = hybrid
+        raised = block_size != raised_from
         notes.extend(hnotes)
     else:
         mamba_mode, mamba_block, mamba_padded = "none", None, None
@@ -352,6 +356,7 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
         mamba_block_size=mamba_block,
         mamba_page_size_padded=mamba_padded,
         mamba_ssm_cache_dtype=args.mamba_ssm_cache_dtype,
+        hybrid_block_raised=raised,
     )
 
 
