@@ -130,6 +130,16 @@ def test_granite_4_h_tiny_mamba_state_pages():
     # per request 9 x cdiv(8192, 512) + 16 = 9 x 16 + 16 = 160.
     p = plan("ibm-granite/granite-4.0-h-tiny", version="0.14.0", enable_prefix_caching=True)
     assert (p.block_size, p.blocks_per_request) == (512, 160)
+    # 0.26: prefix caching on by default for hybrids, Mamba-2 models get mode "all" -> same 512 / 160.
+    assert (plan("ibm-granite/granite-4.0-h-tiny", version="0.26.0").block_size,
+            plan("ibm-granite/granite-4.0-h-tiny", version="0.26.0").blocks_per_request) == (512, 160)
+    # 0.28: mode "align" for every model: block back to 400, 2 blocks per Mamba group:
+    # 9 x 2 + 21 = 39 (the prefill checkpoint block arrives in 0.32).
+    p = plan("ibm-granite/granite-4.0-h-tiny", version="0.28.0")
+    assert (p.block_size, p.blocks_per_request) == (400, 39)
+    # 0.11: prefix caching is forced off for hybrids even when asked for: 30 blocks.
+    p = plan("ibm-granite/granite-4.0-h-tiny", version="0.11.0", enable_prefix_caching=True)
+    assert (p.block_size, p.blocks_per_request) == (400, 30)
 
 
 def test_qwen3_next_gated_delta_net_state():
