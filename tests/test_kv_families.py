@@ -243,3 +243,16 @@ def test_pipeline_stages_project_the_global_groups():
     p = plan("google/gemma-3-4b-it", pipeline_parallel_size=2)
     assert [r.bytes_per_block for r in p.ranks] == [196_608, 196_608]
     assert p.num_gpu_blocks == 54613
+
+
+def test_sliding_window_in_flight_tokens_with_pipeline_parallelism():
+    # vLLM 0.33 runs every model on Model Runner V2 with async scheduling:
+    # max_in_flight_tokens = (PP + 1) x max_num_batched_tokens.  gpt-oss-20b, PP 2, 32k tokens:
+    # X = 3 x 8192 = 24,576 -> sliding cdiv(min(127 + 24,576, 32,768), 16) + 1 = 1,544 + 1 = 1,545,
+    # full 2,048 -> 3,593 blocks per request (PP 1: X = 16,384 -> 1,033 + 2,048 = 3,081).
+    p = plan("openai/gpt-oss-20b", max_model_len=32768, pipeline_parallel_size=2)
+    assert p.blocks_per_request == 3593
+    # vLLM 0.19 (X = max_num_batched_tokens whatever the PP size): cdiv(127 + 8,192, 16) = 520,
+    # + 1 = 521; + 2,048 = 2,569.
+    p = plan("openai/gpt-oss-20b", version="0.19.0", max_model_len=32768, pipeline_parallel_size=2)
+    assert p.blocks_per_request == 2569

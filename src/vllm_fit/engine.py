@@ -292,9 +292,16 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
                    "decide automatically.")
     in_flight = mbt
     if rules.sliding_window_in_flight_batches and platform == "cuda":
-        # max_in_flight_tokens = max_concurrent_batches x mbt: 2 with async
-        # scheduling (PP 1), else the PP size (vllm/config/vllm.py, 0.26+).
-        in_flight = mbt * (2 if args.pipeline_parallel_size == 1 else args.pipeline_parallel_size)
+        # max_in_flight_tokens = max_concurrent_batches x mbt (vllm/config/vllm.py,
+        # 0.26+): async scheduling on -> PP + 1 with Model Runner V2, 2 with V1 at
+        # PP 1; V1 with PP > 1 runs without async scheduling -> PP.
+        from .versions import uses_v2_runner
+
+        pp = args.pipeline_parallel_size
+        if uses_v2_runner(rules, spec.architecture, quant is not None):
+            in_flight = mbt * (pp + 1)
+        else:
+            in_flight = mbt * (2 if pp == 1 else pp)
     hybrid = _hybrid_mamba(spec, args, rules, platform, block_size, kv_bytes, dtype, max_model_len, prefix)
     raised = False
     if hybrid is not None:
