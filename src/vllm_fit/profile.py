@@ -312,7 +312,16 @@ def run_profile(command: list[str], *, log_path: str | os.PathLike[str] | None =
         result["exit_code"] = server.proc.returncode
     reports = read_log(log)
     report = next((r for r in reversed(reports) if r.ready or r.failure), reports[-1])
-    explained = explain_reports([(str(log), report)], compare=plan_fn is not None, plan_fn=plan_fn)
+    live_block_size = ((result.get("watch") or {}).get("metrics") or {}).get("block_size")
+    explain_plan = plan_fn
+    if plan_fn is not None and live_block_size:
+        def explain_plan(settings: dict[str, Any]) -> dict[str, Any]:
+            # a log without --block-size does not say the platform's default (128 on CPU);
+            # the live server's cache_config_info does
+            if settings.get("block_size") is None:
+                settings = {**settings, "block_size": live_block_size}
+            return plan_fn(settings)
+    explained = explain_reports([(str(log), report)], compare=plan_fn is not None, plan_fn=explain_plan)
     result["explain"] = explained
     if result["status"] != "ready":
         failure = dict(report.failure) if report.failure else {}
