@@ -320,6 +320,11 @@ FAKE_VLLM = textwrap.dedent("""\
         time.sleep(600)
     port = int(args[args.index("--port") + 1])
     metrics = open(os.environ["FAKE_VLLM_METRICS"], "rb").read()
+    # an "engine" child in the same process group that ignores SIGINT and outlives this process
+    import subprocess
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(600)"])
+    print(f"engine child pid {{child.pid}}", flush=True)
 
     class H(http.server.BaseHTTPRequestHandler):
         def log_message(self, *a):
@@ -405,7 +410,25 @@ def test_profile_ready_request_watch_and_clean_stop(fake_vllm, tmp_path):
     assert req["predicted_blocks"] == 3 and req["max_tokens"] == 85 and req["prompt_tokens_served"] == 300
     assert req["match"] is None  # the stand-in never shows a running request
     assert js["watch"]["metrics"]["num_gpu_blocks"] == 8192
-    assert "stopped by SIGINT" in (tmp_path / "ok.log").read_text()
+    log = (tmp_path / "ok.log").read_text()
+    assert "stopped by SIGINT" in log
+    # the child that ignored SIGINT was stopped too (SIGTERM to the group)
+    child = int(log.split("engine child pid ")[1].split()[0])
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"engine child {child} still alive after profile stopped the server")
+
+
+def test_profile_refuses_a_port_already_in_use(fake_vllm, tiny):
+    busy = tiny(lambda conn: conn.sendall(http_answer(b"")))
+    port = busy.url.rsplit(":", 1)[1]
+    r = run("profile", "--", str(fake_vllm), "serve", "m", "--port", port, env={**ENV, "FAKE_VLLM_MODE": "serve"})
+    assert_one_line_error(r, 2, "already listens")
 
 
 def test_profile_bad_input(tmp_path):

@@ -142,6 +142,9 @@ def profile(
     except VllmFitError as exc:
         _die(exc)
         return
+    except KeyboardInterrupt:  # run_profile stopped the server on the way out
+        typer.echo("vllm-fit: interrupted; the vLLM server was stopped", err=True)
+        raise typer.Exit(130)
     typer.echo(json.dumps(result, indent=2, default=str) if as_json else render_profile(result))
     raise typer.Exit(profile_exit_code(result))
 

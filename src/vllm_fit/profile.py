@@ -126,7 +126,10 @@ def send_measured_request(url: str, request_tokens: int, *, max_tokens: int | No
                           timeout: float = 120.0, sample_every: float = 0.005) -> dict[str, Any]:
     """Send one completion of exactly ``request_tokens`` prompt tokens and sample ``/metrics`` while it runs."""
     before = parse_metrics(get_text(url, "/metrics", timeout))
-    models = get_json(url, "/v1/models", timeout).get("data") or [{}]
+    listing = get_json(url, "/v1/models", timeout)
+    models = (listing.get("data") if isinstance(listing, dict) else None) or [{}]
+    if not isinstance(models[0], dict) or not models[0].get("id"):
+        raise VllmFitError(f"{url}/v1/models lists no model to send the request to")
     model_id, root = models[0].get("id"), models[0].get("root")
     max_model_len = models[0].get("max_model_len")
     bs, usable = before.block_size, before.usable_blocks
@@ -146,10 +149,10 @@ def send_measured_request(url: str, request_tokens: int, *, max_tokens: int | No
         while not stop.is_set():
             try:
                 m = parse_metrics(get_text(url, "/metrics", 5.0))
+                samples.append({"t": round(time.monotonic() - t0, 4), "running": m.requests_running,
+                                "waiting": m.requests_waiting, "usage": m.kv_cache_usage, "blocks": m.blocks_in_use})
             except VllmFitError:
-                continue
-            samples.append({"t": round(time.monotonic() - t0, 4), "running": m.requests_running,
-                            "waiting": m.requests_waiting, "usage": m.kv_cache_usage, "blocks": m.blocks_in_use})
+                pass  # a scrape that fails is just not a sample
             stop.wait(sample_every)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -226,22 +229,35 @@ class _Server:
                 self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 out["killed"] = True
-        # the API server may be gone while its engine/worker children linger: clean the group
-        self._signal_group(signal.SIGKILL if out["killed"] else signal.SIGTERM, only_if_alive=True)
         if out["killed"]:
+            self._signal_group(signal.SIGKILL)
             self.proc.wait(10)
+        # the API server may be gone while engine/worker children of its group linger
+        if self._group_alive():
+            self._signal_group(signal.SIGTERM)
+            end = time.monotonic() + min(grace, 10.0)
+            while self._group_alive() and time.monotonic() < end:
+                time.sleep(0.1)
+            if self._group_alive():
+                self._signal_group(signal.SIGKILL)
+                out["killed"] = True
         out["returncode"] = self.proc.returncode
         out["seconds"] = round(time.monotonic() - t0, 2)
         self.log.close()
         return out
 
-    def _signal_group(self, sig: int, only_if_alive: bool = False) -> None:
+    def _signal_group(self, sig: int) -> None:
         try:
-            if only_if_alive:
-                os.killpg(self.proc.pid, 0)
             os.killpg(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
 
 
 def _tail(path: Path, lines: int = 8) -> list[str]:
@@ -253,6 +269,17 @@ def _tail(path: Path, lines: int = 8) -> list[str]:
     except OSError:
         return []
     return [ln for ln in text.splitlines() if ln.strip()][-lines:]
+
+
+def _listening(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def default_log_path() -> Path:
@@ -275,6 +302,9 @@ def run_profile(command: list[str], *, log_path: str | os.PathLike[str] | None =
     if request_tokens is not None and request_tokens < 1:
         raise VllmFitError(f"--request-tokens {request_tokens}: give a positive number of tokens")
     cmd = prepare_command(command, vllm_bin)
+    if _listening(cmd["url"]):
+        raise VllmFitError(f"something already listens on {cmd['url']}; its /health would be mistaken for "
+                           "this vLLM's", "Pick another --port, or leave --port out to get a free one")
     log = Path(log_path) if log_path else default_log_path()
     try:
         log.parent.mkdir(parents=True, exist_ok=True)
