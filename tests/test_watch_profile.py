@@ -434,3 +434,56 @@ def test_profile_refuses_a_port_already_in_use(fake_vllm, tiny):
 def test_profile_bad_input(tmp_path):
     assert_one_line_error(run("profile", "--", str(tmp_path / "no-such-vllm"), "serve", "m"), 2, "not an executable")
     assert_one_line_error(run("profile", "--", "ls", "-l"), 2, "expected `vllm serve model")
+
+
+def test_plan_flags_from_labels_and_user_overrides():
+    from vllm_fit.watch import compare_kv, plan_flags
+
+    m = parse_metrics(METRICS_AFTER)
+    models = [{"id": "tiny", "root": "/models/qwen3-tiny", "max_model_len": 1024}]
+    flags = plan_flags(m, models, "0.32.0+cpu", None)
+    # from the labels: block_size="128", kv_cache_memory_bytes="1073741824", enable_prefix_caching="True",
+    # gpu_memory_utilization="0.92", cache_dtype="auto" (not passed); from /v1/models: root, max_model_len
+    assert flags == {"model": "/models/qwen3-tiny", "vllm_version": "0.32.0", "max_model_len": 1024, "block_size": 128,
+                     "kv_cache_memory_bytes": 1 << 30, "enable_prefix_caching": True, "gpu_memory_utilization": 0.92}
+    over = plan_flags(m, models, "0.32.0", {"gpu": "A100-80GB", "vllm_version": "0.19.0", "model": "qwen3-0.6b",
+                                            "tensor_parallel_size": None})
+    assert over["gpu"] == "A100-80GB" and over["vllm_version"] == "0.19.0" and over["model"] == "qwen3-0.6b"
+    assert "tensor_parallel_size" not in over
+    rows = {r["term"]: r for r in compare_kv(m, {"num_gpu_blocks": 8000, "kv_cache_tokens": 1_024_000,
+                                                 "kv_cache_bytes": 1 << 30, "max_concurrency": 1000.0,
+                                                 "block_size": 128})}
+    assert rows["num_gpu_blocks"]["diff"] == 8000 - 8192
+    assert rows["kv_cache_tokens"]["diff"] == 1_024_000 - 1_048_576
+    assert rows["kv_cache_memory_bytes"]["diff"] == 0
+    assert rows["max_concurrency"]["diff"] == pytest.approx(1000.0 - 1024.0)
+
+
+def test_watch_request_mismatch_exits_1(tiny):
+    # one request running and 5 blocks in use (vLLM's gauge: 1 - (8191 - 5) / 8191), but a 300-token
+    # request takes ceil(300 / 128) = 3 blocks: the check fails
+    usage = 1.0 - (8191 - 5) / 8191
+    text = (METRICS_AFTER
+            .replace('vllm:num_requests_running{engine="0",model_name="/tmp/vllm-fit-serve/qwen3-tiny"} 0.0',
+                     'vllm:num_requests_running{engine="0",model_name="/tmp/vllm-fit-serve/qwen3-tiny"} 1.0')
+            .replace('vllm:kv_cache_usage_perc{engine="0",model_name="/tmp/vllm-fit-serve/qwen3-tiny"} 0.0',
+                     f'vllm:kv_cache_usage_perc{{engine="0",model_name="/tmp/vllm-fit-serve/qwen3-tiny"}} {usage!r}'))
+    assert text != METRICS_AFTER
+
+    class Metrics(TinyServer):
+        def _one(self, conn):
+            head = conn.recv(65536).decode(errors="replace")
+            path = head.split(" ", 2)[1]
+            conn.sendall(http_answer(text.encode()) if path == "/metrics" else http_answer(b"", "404 Not Found"))
+            conn.close()
+
+    srv = Metrics(None)
+    try:
+        r = run("watch", srv.url, "--once", "--json", "--no-compare", "--request-tokens", "300")
+        assert r.returncode == 1, r.stderr
+        req = json.loads(r.stdout)["request"]
+        assert (req["predicted_blocks"], req["live_blocks"], req["match"]) == (3, 5, False)
+        ok = run("watch", srv.url, "--once", "--json", "--no-compare", "--request-tokens", "600")  # ceil(600/128) = 5
+        assert ok.returncode == 0 and json.loads(ok.stdout)["request"]["match"] is True
+    finally:
+        srv.close()

@@ -86,6 +86,7 @@ def live(vllm_cpu_venv, tmp_path_factory):
                 if snap["request"]["running"] == 1 and snap["metrics"]["kv_cache_usage"]:
                     snaps.append((code, snap))
         t.join()
+        print(f"watch snapshots that caught request B running: {len(snaps)}")
         seen["in_flight"] = snaps
         seen["answer_b"] = answer.get("r")
 

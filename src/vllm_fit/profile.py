@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import VllmFitError
-from .http_fetch import ServerUnreachable, get_json, get_status, get_text, post_json
+from .http_fetch import get_json, get_status, get_text, post_json
 from .metrics import parse_metrics
 from .units import cdiv
 
@@ -343,14 +343,14 @@ def run_profile(command: list[str], *, log_path: str | os.PathLike[str] | None =
     reports = read_log(log)
     report = next((r for r in reversed(reports) if r.ready or r.failure), reports[-1])
     live_block_size = ((result.get("watch") or {}).get("metrics") or {}).get("block_size")
-    explain_plan = plan_fn
-    if plan_fn is not None and live_block_size:
-        def explain_plan(settings: dict[str, Any]) -> dict[str, Any]:
-            # a log without --block-size does not say the platform's default (128 on CPU);
-            # the live server's cache_config_info does
-            if settings.get("block_size") is None:
-                settings = {**settings, "block_size": live_block_size}
-            return plan_fn(settings)
+    def plan_with_live_block_size(settings: dict[str, Any]) -> dict[str, Any]:
+        # a log without --block-size does not say the platform's default (128 on CPU);
+        # the live server's cache_config_info does
+        if settings.get("block_size") is None:
+            settings = {**settings, "block_size": live_block_size}
+        return plan_fn(settings)
+
+    explain_plan = plan_with_live_block_size if plan_fn is not None and live_block_size else plan_fn
     explained = explain_reports([(str(log), report)], compare=plan_fn is not None, plan_fn=explain_plan)
     result["explain"] = explained
     if result["status"] != "ready":
@@ -418,4 +418,4 @@ def render_profile(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ += ["profile_exit_code", "send_measured_request", "ServerUnreachable"]
+__all__ += ["profile_exit_code", "send_measured_request"]

@@ -17,7 +17,7 @@ import re
 import time
 from typing import Any, Callable
 
-from .http_fetch import ServerUnreachable, get_json, get_text, normalize_url
+from .http_fetch import get_json, get_text, normalize_url
 from .errors import VllmFitError
 from .metrics import ServerMetrics, parse_metrics
 from .units import cdiv
@@ -288,5 +288,3 @@ def render_snapshot(snap: dict[str, Any], speed: dict[str, float | None] | None 
         lines.append(f"  note: {note}")
     return "\n".join(lines)
 
-
-__all__ += ["ServerUnreachable"]
