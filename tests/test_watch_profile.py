@@ -271,20 +271,8 @@ def test_watch_bad_url(url):
     assert_one_line_error(run("watch", url, "--once"), 2)
 
 
-def test_watch_once_from_recorded_metrics(tiny):
-    models = json.dumps({"object": "list", "data": [{"id": "tiny", "root": "/nonexistent/qwen3-tiny",
-                                                     "max_model_len": 1024}]}).encode()
-
-    class Router(TinyServer):  # answers like vLLM 0.32, from the recorded fixture
-        def _one(self, conn):
-            head = conn.recv(65536).decode(errors="replace")
-            path = head.split(" ", 2)[1] if " " in head else "/"
-            body = {"/metrics": METRICS_AFTER.encode(), "/v1/models": models,
-                    "/version": b'{"version":"0.32.0"}'}.get(path)
-            conn.sendall(http_answer(body) if body is not None else http_answer(b"nope", "404 Not Found"))
-            conn.close()
-
-    srv = Router(None)
+def test_watch_once_from_recorded_metrics():
+    srv = VllmLike(None)
     try:
         r = run("watch", srv.url, "--once", "--json", "--request-tokens", "300", "--no-compare")
         assert r.returncode == 0, r.stderr
@@ -485,5 +473,39 @@ def test_watch_request_mismatch_exits_1(tiny):
         assert (req["predicted_blocks"], req["live_blocks"], req["match"]) == (3, 5, False)
         ok = run("watch", srv.url, "--once", "--json", "--no-compare", "--request-tokens", "600")  # ceil(600/128) = 5
         assert ok.returncode == 0 and json.loads(ok.stdout)["request"]["match"] is True
+    finally:
+        srv.close()
+
+
+class VllmLike(TinyServer):
+    """Answers /metrics, /v1/models and /version like vLLM 0.32, from the recorded fixture."""
+
+    def _one(self, conn):
+        head = conn.recv(65536).decode(errors="replace")
+        path = head.split(" ", 2)[1] if " " in head else "/"
+        models = json.dumps({"data": [{"id": "tiny", "root": "/nonexistent/qwen3-tiny", "max_model_len": 1024}]})
+        body = {"/metrics": METRICS_AFTER.encode(), "/v1/models": models.encode(),
+                "/version": b'{"version":"0.32.0"}'}.get(path)
+        conn.sendall(http_answer(body) if body is not None else http_answer(b"nope", "404 Not Found"))
+        conn.close()
+
+
+@pytest.mark.parametrize("mode", ["live", "json"])
+def test_watch_refreshes_until_ctrl_c(mode):
+    srv = VllmLike(None)
+    try:
+        extra = ["--json"] if mode == "json" else []
+        p = subprocess.Popen([sys.executable, "-m", "vllm_fit", "watch", srv.url, "--interval", "0.2", "--no-compare",
+                              *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        time.sleep(3)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+        assert p.returncode == 0, err
+        assert "Traceback" not in err
+        if mode == "json":
+            lines = [json.loads(ln) for ln in out.splitlines()]
+            assert len(lines) >= 2 and all(ln["metrics"]["num_gpu_blocks"] == 8192 for ln in lines)
+        else:
+            assert "8,192 blocks of 128 tokens" in out and "Ctrl-C to stop" in out
     finally:
         srv.close()
