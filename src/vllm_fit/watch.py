@@ -196,6 +196,8 @@ def take_snapshot(url: str, *, timeout: float = 10.0, request_tokens: int | None
     if plan_fn is not None:
         flags = plan_flags(metrics, got["models"], got["vllm_version"], user_flags)
         snap["plan_flags"] = flags
+        if not {"gpu", "gpu_memory_gib", "kv_cache_memory_bytes"} & set(flags):
+            snap["notes"].append("the metrics do not say which GPU: planned for vllm-fit's default (H100); pass --gpu")
         try:
             plan = plan_fn(**flags)
             snap["plan"] = {k: plan.get(k) for k in ("vllm_version", "gpu", "num_gpu_blocks", "kv_cache_tokens",
