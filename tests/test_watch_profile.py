@@ -509,3 +509,12 @@ def test_watch_refreshes_until_ctrl_c(mode):
             assert "8,192 blocks of 128 tokens" in out and "Ctrl-C to stop" in out
     finally:
         srv.close()
+
+
+def test_watch_bad_flags():
+    srv = VllmLike(None)
+    try:
+        assert_one_line_error(run("watch", srv.url, "--once", "--request-tokens", "0"), 2, "positive number of tokens")
+        assert_one_line_error(run("watch", srv.url, "--interval", "0"), 2, "must be positive")
+    finally:
+        srv.close()
