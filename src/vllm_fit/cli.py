@@ -269,6 +269,11 @@ def versions() -> None:
         typer.echo(v + ("  (default)" if v == DEFAULT_VERSION else ""))
 
 
+from . import cli_live as _cli_live  # noqa: E402  (watch, profile: they talk to a live server)
+
+_cli_live.register(app)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     try:
         app(args=argv, prog_name="vllm-fit")
