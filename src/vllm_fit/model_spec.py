@@ -691,6 +691,12 @@ def _family_extras(arch: str, family: str, f: _Fields, config: dict[str, Any], t
                                      tuple(i % period == offset for i in range(layers)), "jamba")
         elif arch == "NemotronHForCausalLM":
             out["mlp_gated"] = False  # relu^2 up/down MLP on the "-" layers only
+            if f.int("n_routed_experts", default=0, lo=0):
+                raise ConfigError(
+                    f"{where}: Nemotron-H with MoE layers (n_routed_experts, 'E' in hybrid_override_pattern) "
+                    "is not modelled: its non-gated relu^2 experts are not in vllm-fit's inventory",
+                    "vllm-fit plans the dense Nemotron-H variants; it refuses rather than size MoE layers as dense.",
+                )
     elif arch == "GemmaForCausalLM":
         out["tie_word_embeddings"] = f.bool("tie_word_embeddings", default=True)
     elif family == "gemma":
