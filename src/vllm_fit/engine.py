@@ -409,7 +409,7 @@ def _hybrid_mamba(spec: ModelSpec, args: ServeArgs, rules: VersionRules, platfor
     attn_1 = attention_page_per_token(spec, tp, kv_bytes)
     is_mla = "mla" in spec.layer_kinds
     if rules.hybrid_block_alignment == "fixed16":
-        align = 64 if (is_mla and rules.minor >= 14) else 16
+        align = 64 if (is_mla and rules.minor >= 12) else 16
     else:
         align = max(16 if platform == "cuda" else 1, block_size)
     if mode == "all":

@@ -121,7 +121,7 @@ class VersionRules:
     # manager off, vllm/config/vllm.py), "1" from 0.14.
     chunked_local_keeps_hybrid_manager: bool = True
     # Block size for hybrids: attention page >= Mamba page, aligned to the
-    # kernel block size. "fixed16": 16 (0.11-0.19; 64 for MLA from 0.14,
+    # kernel block size. "fixed16": 16 (0.11-0.19; 64 for MLA from 0.12,
     # HybridAttentionMambaModelConfig); "backend": max(backend's smallest
     # kernel block, --block-size) (0.20+, Platform._align_hybrid_block_size).
     hybrid_block_alignment: str = "backend"
