@@ -94,6 +94,8 @@ def _published_size_check(entry: dict[str, Any], spec: ModelSpec) -> str | None:
     # DeepSeek-V3/R1, GLM-4.5 (num_nextn_predict_layers) and Qwen3-Next (mtp.* tensors) ship MTP weights
     mtp = spec.num_mtp_layers or spec.architecture == "Qwen3NextForCausalLM"
     extra = " (the checkpoint also stores multi-token-prediction layers vLLM does not load)" if mtp and ours < published else ""
+    if spec.tie_word_embeddings and published - ours == spec.vocab_size * spec.hidden_size:
+        extra = " (exactly one vocab x hidden matrix: a stored lm_head.weight, which vLLM skips for tied embeddings)"
     return (f"weights inventory has {ours:,} parameters, the published count is {published:,} "
             f"({(ours - published) / published:+.2%}){extra}")
 
