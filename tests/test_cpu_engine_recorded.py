@@ -21,7 +21,7 @@ import vllm_fit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cpu-engine"
 CASES = json.loads((FIXTURES / "cases.json").read_text())
-# The last recorded run of the live tier (tests/test_engine_live.py), so that its 28
+# The last recorded run of the live tier (tests/test_engine_live.py), so that its 30
 # configurations are also checked where the engine is not installed.
 LIVE = json.loads((FIXTURES / "live-cases.json").read_text())
 
@@ -56,6 +56,7 @@ def test_engine_blocks_tokens_concurrency(case):
     assert f"{p.max_concurrency:.2f}" == f"{case['max_concurrency']:.2f}"
     assert p.block_size == case["block_size"]
     assert p.blocks_per_request == case["blocks_per_request"]
+    assert p.settings["max_model_len"] == case["max_model_len"]
 
 
 grouped = [c for c in ran if len(c.get("kv_cache_groups", [])) > 1]

@@ -186,6 +186,11 @@ CASES: list[tuple[str, str, dict, dict, dict]] = [
             mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=16, mamba_conv_bias=True, mamba_proj_bias=False,
             use_mamba_kernels=False),
      {"max_model_len": 1024, "kv_cache_memory_bytes": 80 * MiB}, {}),
+    ("granite-h-fp8-kv", "Mamba-2 hybrid with fp8 KV: half the attention page, so a larger block (384)",
+     _granite(["mamba", "mamba", "attention", "mamba"]),
+     {"max_model_len": 2000, "kv_cache_dtype": "fp8", "kv_cache_memory_bytes": 100 * MiB}, {}),
+    ("autofit-gemma2", "--max-model-len -1: the engine fits max_model_len to a 3 MiB budget (sliding + full)",
+     _gemma2(4, 256), {"max_model_len": -1, "max_num_batched_tokens": 512, "kv_cache_memory_bytes": 3 * MiB}, {}),
 ]
 
 
@@ -232,5 +237,6 @@ def test_engine_matches_vllm_fit(case, engine_results):
     want = (res["num_gpu_blocks"], res["kv_cache_tokens"], f"{res['max_concurrency']:.2f}", res["block_size"],
             res["blocks_per_request"])
     assert got == want, f"{name}: vllm-fit {got} != engine {want}"
+    assert p.settings["max_model_len"] == res["max_model_len"]  # auto-fit (-1) included
     # the exact concurrency vLLM stored (cache_config.kv_cache_max_concurrency)
     assert p.max_concurrency == pytest.approx(res["kv_cache_max_concurrency_attr"], rel=1e-12)
