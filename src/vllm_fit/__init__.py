@@ -33,6 +33,7 @@ def plan(
     config: str | Path | None = None,
     free_memory_gib: float | None = None,
     allow_hub: bool = True,
+    platform: str = "cuda",
     **serve_flags: Any,
 ) -> Plan:
     """Plan one ``vllm serve`` start-up.
@@ -41,6 +42,9 @@ def plan(
     pipeline_parallel_size, max_model_len, gpu_memory_utilization, block_size,
     kv_cache_dtype, dtype, quantization, max_num_seqs, max_num_batched_tokens,
     enforce_eager, enable_prefix_caching, kv_cache_memory_bytes, ...
+    ``platform="cpu"`` applies vLLM's CPU-backend KV rules (block size 128,
+    MLA block 16, one batch in flight): it is how vllm-fit is checked against
+    the real CPU engine.
     Raises ``VllmFitError`` for bad input; a configuration vLLM would refuse is
     a plan with ``fits = False`` and vLLM's message in ``error``.
     """
@@ -72,7 +76,8 @@ def plan(
         if not 0 < float(free_memory_gib) <= g.total_bytes / GiB:
             raise VllmFitError(f"free memory {free_memory_gib} GiB must be between 0 and the GPU's total")
         free = int(float(free_memory_gib) * GiB)
-    return make_plan(resolved.spec, args, rules, g, tensors=resolved.tensors, free_at_start_bytes=free)
+    return make_plan(resolved.spec, args, rules, g, tensors=resolved.tensors, free_at_start_bytes=free,
+                     platform=platform)
 
 
 def plan_command(command: str | list[str], **overrides: Any) -> Plan:
