@@ -26,7 +26,8 @@ from .units import GiB
 
 # Pure functions of the core that planner.py calls by name; memoized while a
 # search runs.  Names missing after a core change are simply not memoized.
-_MEMOIZED = ("inventory_from_config", "quantize_inventory_fp8", "rank_weight_bytes", "estimate_activation")
+_MEMOIZED = ("inventory_from_config", "quantize_inventory_fp8", "quantize_inventory_bnb4", "rank_weight_bytes",
+             "estimate_activation")
 _SCALARS = (str, int, float, bool, type(None))
 
 _lock = threading.RLock()
