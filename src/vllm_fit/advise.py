@@ -19,7 +19,7 @@ from typing import Any, Callable
 from .errors import VllmFitError
 from .gpus import GpuSpec, find_gpu
 from .planner import Plan
-from .replan import Planner, largest_true, smallest_true
+from .replan import Planner, fast_planning, largest_true, smallest_true
 from .units import GiB
 
 GOALS = ("throughput", "latency", "cold-start", "long-context")
@@ -551,6 +551,16 @@ def advise(
 
     P = Planner(model, gpu=gpu, gpu_memory_gib=gpu_memory_gib, vllm_version=vllm_version, config=config,
                 free_memory_gib=free_memory_gib, allow_hub=allow_hub)
+    with fast_planning():  # one memo of the weight path for all of advise's plans
+        return _advise(P, model, serve_flags, context, concurrency, goal, price_table, gpus_per_node, max_gpus,
+                       link_gb_s, disk_gb_s, kv_compression, kv_offloading_size, host_ram_gib, include_cheapest,
+                       vllm_version)
+
+
+def _advise(P: Planner, model: str | None, serve_flags: dict[str, Any], context: int | None, concurrency: int | None,
+            goal: str, price_table: dict[str, float], gpus_per_node: int, max_gpus: int, link_gb_s: float,
+            disk_gb_s: float, kv_compression: float, kv_offloading_size: float | None, host_ram_gib: float | None,
+            include_cheapest: bool, vllm_version: str | None) -> dict[str, Any]:
     base = {k: v for k, v in serve_flags.items() if v is not None}
     if context is not None:
         if context > P.spec.derived_max_model_len:

@@ -35,20 +35,33 @@ _depth = 0
 _saved: dict[str, Callable[..., Any]] = {}
 
 
-def _key_part(value: Any, keep: list[Any]) -> Any:
+_SMALL_DATACLASS_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _key_part(value: Any, keep: dict[int, Any]) -> Any:
     if isinstance(value, _SCALARS):
         return value
-    if is_dataclass(value) and not isinstance(value, type):
-        parts = tuple(getattr(value, f.name) for f in fields(value))
-        if len(parts) <= 8 and all(isinstance(p, _SCALARS) for p in parts):
-            return (type(value).__name__, parts)
-    keep.append(value)  # pins the id for the life of the cache
+    t = type(value)
+    try:
+        names = _SMALL_DATACLASS_FIELDS[t]
+    except KeyError:
+        names = None
+        if is_dataclass(value) and not isinstance(value, type):
+            names = tuple(f.name for f in fields(value))
+            if len(names) > 8:
+                names = None
+        _SMALL_DATACLASS_FIELDS[t] = names
+    if names is not None:  # small value objects (Layout): by value, they are rebuilt per plan
+        parts = tuple(getattr(value, n) for n in names)
+        if all(isinstance(p, _SCALARS) for p in parts):
+            return (t.__name__, parts)
+    keep[id(value)] = value  # pins the id for the life of the cache
     return ("id", id(value))
 
 
 def _memoize(fn: Callable[..., Any]) -> Callable[..., Any]:
     cache: dict[Any, Any] = {}
-    keep: list[Any] = []
+    keep: dict[int, Any] = {}
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = (tuple(_key_part(a, keep) for a in args), tuple((k, _key_part(v, keep)) for k, v in sorted(kwargs.items())))
