@@ -88,7 +88,7 @@ def plot_memory_breakdown(rows: Iterable[dict[str, Any]], stem: str | Path, titl
     ax.set_xticklabels([_label(r) for r in rows], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("GiB per GPU")
     ax.set_title(title or f"{rows[0]['model']}: memory per GPU at start-up (vLLM {rows[0]['vllm_version']})", fontsize=10)
-    ax.legend(fontsize=8, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.42) if len(rows) > 6 else (1.01, 1))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="y", alpha=0.3)
     files = _save(fig, stem)
     plt.close(fig)
