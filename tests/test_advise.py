@@ -331,3 +331,13 @@ def test_prices_file(tmp_path) -> None:
     with pytest.raises(VllmFitError, match="cannot read"):
         load_prices(tmp_path / "missing.json")
     assert load_prices()["H100"] > 0
+
+
+def test_max_num_seqs_one_more_sequence_fails(llama70: dict) -> None:
+    s = llama70["max_num_seqs"]["largest_that_starts"]
+    n = s["serve_flags"]["max_num_seqs"]
+    # the search widened past vLLM's default (1024 on an 80 GB GPU in 0.11) until a plan failed
+    assert llama70["max_num_seqs"]["current"] == 1024 and n > 1024
+    assert replan(LLAMA70_FP8, "H100", "0.11.0", s["serve_flags"]).fits
+    assert not replan(LLAMA70_FP8, "H100", "0.11.0", {**s["serve_flags"], "max_num_seqs": n + 1}).fits
+    assert s["proof"]["next_step"]["starts"] is False

@@ -30,6 +30,7 @@ DEFAULT_LINK_GB_S = 20.0  # host -> GPU upload, real-world PCIe 4.0 x16 (seed 00
 DEFAULT_DISK_GB_S = 2.0  # checkpoint image read, one NVMe drive
 DEFAULT_KV_COMPRESSION = 1.0  # checkpoint image bytes per KV byte = 1/ratio (1 = image not compressed)
 GB = 10**9
+MAX_SEQS_SEARCHED = 1 << 16
 # vLLM's QuantizationConfig.get_min_capability (0.14: fp8.py, awq.py, gptq.py,
 # compressed_tensors.py): a GPU below it refuses the checkpoint.  Used to skip
 # GPUs in the cheapest-GPU search; the planner itself does not check it.
@@ -318,10 +319,14 @@ def _utilization(P: Planner, base: dict[str, Any], context: int, concurrency: in
 def _max_num_seqs(P: Planner, base: dict[str, Any]) -> dict[str, Any]:
     current = P.plan(base)
     default_seqs = int(current.settings.get("max_num_seqs") or 256)
-    hi = max(default_seqs, 1024)
 
     def starts_with(n: int) -> bool:
         return P.plan(_flags(base, max_num_seqs=n)).fits
+
+    # widen until something fails (the warm-up, or vLLM's max_num_batched_tokens >= max_num_seqs check)
+    hi = max(default_seqs, 1024)
+    while hi < MAX_SEQS_SEARCHED and starts_with(hi):
+        hi = min(hi * 2, MAX_SEQS_SEARCHED)
 
     largest = largest_true(starts_with, 1, hi)
     out: dict[str, Any] = {"current": default_seqs, "current_starts": current.fits,
