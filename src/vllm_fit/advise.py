@@ -118,7 +118,7 @@ def _node_shape(tp: int, pp: int, gpus_per_node: int) -> dict[str, Any]:
         layout = f"1 node, {n} GPU{'s' if n > 1 else ''}"
     elif tp <= gpus_per_node and gpus_per_node % tp == 0:
         stages = gpus_per_node // tp
-        layout = f"{nodes} nodes x {gpus_per_node} GPUs: TP={tp} inside a node, {stages} PP stage(s) per node"
+        layout = f"{nodes} nodes x {gpus_per_node}, {stages} stage(s)/node"
     else:
         layout = f"{nodes} nodes x {gpus_per_node} GPUs"
     return {"num_gpus": n, "nodes": nodes, "gpus_per_node": min(n, gpus_per_node), "layout": layout}
@@ -689,7 +689,7 @@ def render_advice(r: dict[str, Any]) -> str:
     lines.append("Parallelism (TP x PP, GPUs, node shape):")
     for c in r["parallelism"]["candidates"]:
         mark = "meets target" if c["meets_target"] else ("starts" if c["starts"] else f"fails: {c['failure_kind']}")
-        lines.append(f"  TP={c['tensor_parallel_size']} PP={c['pipeline_parallel_size']}  {c['layout']:<28} "
+        lines.append(f"  TP={c['tensor_parallel_size']} PP={c['pipeline_parallel_size']}  {c['layout']:<30} "
                      f"KV {c['kv_cache_gib']:8.2f} GiB {c['kv_cache_tokens']:>9} tokens  x{c['max_concurrency']:<8.2f} {mark}")
     for key, label in (("smallest_that_starts", "smallest that starts"), ("smallest_meeting_target", "smallest meeting target")):
         o = r["parallelism"][key]
