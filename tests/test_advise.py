@@ -341,3 +341,9 @@ def test_max_num_seqs_one_more_sequence_fails(llama70: dict) -> None:
     assert replan(LLAMA70_FP8, "H100", "0.11.0", s["serve_flags"]).fits
     assert not replan(LLAMA70_FP8, "H100", "0.11.0", {**s["serve_flags"], "max_num_seqs": n + 1}).fits
     assert s["proof"]["next_step"]["starts"] is False
+
+
+def test_offloading_flag_is_version_gated(llama70: dict) -> None:
+    # --kv-offloading-size appeared in vLLM 0.12 (vllm/config/cache.py); the fixture plans 0.11.0
+    off = llama70["alternatives"]["kv_offloading"]
+    assert off["available"] is False and "0.12" in off["note"]

@@ -62,3 +62,11 @@ def test_deploy_formats(tmp_path) -> None:
     assert r.exit_code == 0 and (tmp_path / "chart" / "values-planned.yaml").exists()
     r = run("deploy", "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "--gpu", "H100")
     assert r.exit_code == 2 and "does not start" in r.output
+
+
+def test_deploy_passes_serve_only_flags_through() -> None:
+    r = run("deploy", "qwen3-0.6b", "--gpu", "L4", "--kv-offloading-size", "62", "--async-scheduling", "--format", "serve")
+    assert r.exit_code == 0, r.output
+    assert r.output.strip().endswith("--kv-offloading-size 62 --async-scheduling")
+    r = run("deploy", "qwen3-0.6b", "--gpu", "L4", "--async-scheduling=1")
+    assert r.exit_code == 2

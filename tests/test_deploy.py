@@ -147,3 +147,15 @@ def test_bad_input(kwargs: dict) -> None:
 def test_yaml_has_no_anchors(seed001: dict) -> None:
     text = render_deploy(seed001)
     assert "&id" not in text and "*id" not in text
+
+
+def test_extra_serve_words_and_port() -> None:
+    d = deploy("qwen3-0.6b", gpu="L4", max_model_len=4096, port=9000,
+               extra_args=["--kv-offloading-size", "62", "--served-model-name=q"])
+    words = d["serve_argv"]
+    assert words[-4:] == ["--kv-offloading-size", "62", "--served-model-name=q", "--port=9000"]
+    c = d["kubernetes"]["pod"]["spec"]["containers"][0]
+    assert c["args"][-2:] == ["--host=0.0.0.0", "--port=9000"] and "--served-model-name=q" in c["args"]
+    assert c["readinessProbe"]["httpGet"]["port"] == 9000
+    with pytest.raises(VllmFitError, match="set by deploy"):
+        deploy("qwen3-0.6b", gpu="L4", extra_args=["--host=1.2.3.4"])

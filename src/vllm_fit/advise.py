@@ -414,6 +414,7 @@ def kv_offloading(p: Plan, size_gib: float, host_ram_gib: float | None = None) -
         "host_kv_tokens": host_tokens,
         "gpu_kv_cache_tokens": p.kv_cache_tokens,
         "gpu_budget_change_bytes": 0,
+        "available": True,
         "note": ("CPU blocks extend the prefix cache (evicted KV is reloaded instead of recomputed); the GPU KV cache "
                  "and the concurrency it allows are unchanged. The OffloadingConnector needs "
                  "--disable-hybrid-kv-cache-manager (seed 002)."),
@@ -622,7 +623,11 @@ def _advise(P: Planner, model: str | None, serve_flags: dict[str, Any], context:
         # enough host memory to keep every target request's full context, rounded up to a GiB
         off_size = float(max(1, math.ceil(n * length * ref.kv_bytes_per_token * ref.num_gpus / GiB)))
     if off_size is not None and ref.bytes_per_block:
-        result["alternatives"]["kv_offloading"] = kv_offloading(ref, float(off_size), host_ram_gib)
+        off = kv_offloading(ref, float(off_size), host_ram_gib)
+        if P.rules.minor < 12:  # --kv-offloading-size arrived in vLLM 0.12 (config/cache.py)
+            off["available"] = False
+            off["note"] = f"--kv-offloading-size needs vLLM 0.12 or newer, not {P.vllm_version}. " + off["note"]
+        result["alternatives"]["kv_offloading"] = off
     util_pick = result["gpu_memory_utilization"]["smallest_serving_target"]
     result["cold_start"] = _cold_start(P, starting, length, n, link_gb_s, disk_gb_s, kv_compression,
                                        util_pick["serve_flags"]["gpu_memory_utilization"] if util_pick else None)

@@ -249,17 +249,27 @@ def versions() -> None:
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _serve_flags(extra: list[str]) -> dict:
-    """vLLM's own flags (--max-model-len 16k, -tp 2, ...) given after the model."""
+# vLLM flags without a value that do not change the plan but belong on a serve line
+_PASSTHROUGH_SWITCHES = ("--disable-hybrid-kv-cache-manager", "--async-scheduling", "--trust-remote-code",
+                         "--enable-auto-tool-choice", "--disable-log-requests")
+
+
+def _serve_flags(extra: list[str], passthrough: Optional[list] = None) -> dict:
+    """vLLM's own flags (--max-model-len 16k, -tp 2, ...) given after the model.  Flags vLLM knows that
+    do not change memory (--kv-offloading-size 62, --served-model-name x) go to ``passthrough``."""
     from .serve_args import _IGNORED_WITH_VALUE, parse_serve_command
 
     model, flags, ignored = parse_serve_command(["serve", *extra])
     if model is not None:
         _fail(f"unexpected argument {model!r} (the model comes first, once)")
-    unknown = [x.split()[0].split("=")[0] for x in ignored]
-    unknown = [x for x in unknown if x.startswith("-") and x not in _IGNORED_WITH_VALUE]
-    if unknown:
-        _fail(f"unknown option {unknown[0]!r}: give vLLM flags by their `vllm serve` names (see `vllm-fit plan --help`)")
+    for item in ignored:
+        name = item.split()[0].split("=")[0]
+        if name in _PASSTHROUGH_SWITCHES and (" " in item or "=" in item):
+            _fail(f"{name} takes no value")
+        if name not in _IGNORED_WITH_VALUE and name not in _PASSTHROUGH_SWITCHES:
+            _fail(f"unknown option {name!r}: give vLLM flags by their `vllm serve` names (see `vllm-fit plan --help`)")
+        if passthrough is not None:
+            passthrough.extend(item.split(" ", 1) if " " in item and "=" not in item.split()[0] else [item])
     return flags
 
 
@@ -411,11 +421,12 @@ def deploy(
     if what not in ("all", "serve", "docker", "kubernetes", "pod", "deployment", "helm"):
         _fail(f"--format {what!r}: use all, serve, docker, kubernetes, pod, deployment or helm")
     try:
-        flags = _serve_flags(list(ctx.args))
+        extra: list = []
+        flags = _serve_flags(list(ctx.args), extra)
         d = run_deploy(
             model, gpu=gpu, gpu_memory_gib=gpu_memory_gib, vllm_version=vllm_version, config=config, name=name,
             namespace=namespace, image=image, hf_secret=hf_secret, hf_secret_key=hf_secret_key, cache_pvc=cache_pvc,
-            port=port, replicas=replicas, gpus_per_node=gpus_per_node, force=force, **flags,
+            port=port, replicas=replicas, gpus_per_node=gpus_per_node, force=force, extra_args=extra, **flags,
         )
         if write_chart:
             from .helm import write_chart as write

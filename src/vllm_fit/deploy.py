@@ -113,11 +113,15 @@ def deploy(
     replicas: int = 1,
     gpus_per_node: int = 8,
     shm_gib: int = 16,
+    extra_args: list[str] | None = None,
     force: bool = False,
     allow_hub: bool = True,
     **serve_flags: Any,
 ) -> dict[str, Any]:
-    """Everything needed to run this configuration: command lines and manifests (dicts)."""
+    """Everything needed to run this configuration: command lines and manifests (dicts).
+
+    ``extra_args`` are further `vllm serve` words that do not change memory
+    (e.g. ["--kv-offloading-size", "62", "--disable-hybrid-kv-cache-manager"])."""
     if not (isinstance(port, int) and 1 <= port <= 65535):
         raise VllmFitError(f"--port {port!r} must be between 1 and 65535")
     if not (isinstance(replicas, int) and 1 <= replicas <= 1000):
@@ -147,13 +151,19 @@ def deploy(
     tp, pp = int(s["tensor_parallel_size"]), int(s["pipeline_parallel_size"])
     gpus = tp * pp
     args = serve_args_list(flags, s)
+    for a in extra_args or []:
+        if not isinstance(a, str) or not a or "\n" in a or len(a) > 4096:
+            raise VllmFitError(f"extra serve argument {a!r} is not a command-line word")
+        if a.split("=")[0] in ("--host", "--port"):
+            raise VllmFitError(f"{a.split('=')[0]} is set by deploy (use --port)")
+    args += list(extra_args or [])
     image = image or f"vllm/vllm-openai:v{P.vllm_version}"
     name = name or _k8s_name(model_id.split("/")[-1])
     meta: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}}
     if namespace:
         meta["namespace"] = namespace
 
-    serve_cmd = ["vllm", "serve", model_id, *args]
+    serve_cmd = ["vllm", "serve", model_id, *args] + ([f"--port={port}"] if port != DEFAULT_PORT else [])
     out: dict[str, Any] = {
         "model": model_id,
         "gpu": P.gpu.name,
