@@ -49,6 +49,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _mm_limits(raw: Optional[str]) -> Optional[dict]:
+    from .serve_args import parse_mm_limits
+
+    if raw is None:
+        return None
+    try:
+        return parse_mm_limits(raw)
+    except ValueError:
+        _fail(f'--limit-mm-per-prompt {raw!r} is not a modality limit (example: \'{{"image": 2}}\')')
+        return None
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
     help="Plan a vLLM start-up: `vllm-fit plan MODEL --gpu H100 [vLLM flags]` or `vllm-fit plan -- vllm serve MODEL ...`.",
@@ -76,6 +88,9 @@ def plan(
     enable_prefix_caching: Optional[bool] = typer.Option(None, "--enable-prefix-caching/--no-enable-prefix-caching"),
     kv_cache_memory_bytes: Optional[str] = typer.Option(None, "--kv-cache-memory-bytes", "--kv-cache-memory"),
     num_gpu_blocks_override: Optional[int] = typer.Option(None, "--num-gpu-blocks-override"),
+    enable_expert_parallel: bool = typer.Option(False, "--enable-expert-parallel", "-ep"),
+    limit_mm_per_prompt: Optional[str] = typer.Option(None, "--limit-mm-per-prompt", help='e.g. \'{"image": 2}\''),
+    skip_mm_profiling: bool = typer.Option(False, "--skip-mm-profiling"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     import vllm_fit
@@ -134,6 +149,9 @@ def plan(
             enable_prefix_caching=enable_prefix_caching,
             kv_cache_memory_bytes=hint(kv_cache_memory_bytes, "--kv-cache-memory-bytes"),
             num_gpu_blocks_override=num_gpu_blocks_override,
+            enable_expert_parallel=enable_expert_parallel or None,
+            limit_mm_per_prompt=_mm_limits(limit_mm_per_prompt),
+            skip_mm_profiling=skip_mm_profiling or None,
         )
         flags.update({k: v for k, v in cli_flags.items() if v is not None})
         if model is None and config is None:

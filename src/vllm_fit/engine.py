@@ -261,14 +261,15 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
     prefix = True if args.enable_prefix_caching is None else args.enable_prefix_caching
 
     # Hybrid KV cache manager (vllm/config/vllm.py): off when asked, and by
-    # default for chunked local attention (Llama-4; VLLM_ALLOW_CHUNKED_LOCAL_
-    # ATTN_WITH_HYBRID_KV_CACHE unset) in every version read (0.11, 0.32).
+    # default for chunked local attention (Llama-4) while
+    # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 0 (0.11-0.13).
     disable_hybrid = bool(args.disable_hybrid_kv_cache_manager)
-    if args.disable_hybrid_kv_cache_manager is None and "chunked" in spec.layer_kinds:
+    chunked_off = "chunked" in spec.layer_kinds and not rules.chunked_local_keeps_hybrid_manager
+    if args.disable_hybrid_kv_cache_manager is None and chunked_off:
         disable_hybrid = True
         notes.append("chunked local attention: vLLM disables the hybrid KV cache manager by default; "
                      "local layers reserve full-length KV")
-    if args.disable_hybrid_kv_cache_manager is False and "chunked" in spec.layer_kinds and refusal is None:
+    if args.disable_hybrid_kv_cache_manager is False and chunked_off and refusal is None:
         refusal = ("ValueError: Hybrid KV cache manager was explicitly enabled but is not supported in this "
                    "configuration. Consider omitting the --no-disable-hybrid-kv-cache-manager flag to let vLLM "
                    "decide automatically.")

@@ -741,8 +741,11 @@ def spec_from_config(config: dict[str, Any], name: str, source: str = "",
             raise ConfigError(f"{where}: no head_dim and hidden_size {hidden} is not divisible by {heads} heads")
         head_dim = hidden // heads
     intermediate = f.int("intermediate_size", "ffn_dim", "n_inner")
-    vocab = f.int("vocab_size", hi=MAX_VOCAB)
-    max_pos = f.int("max_position_embeddings", "n_positions", "max_seq_len", hi=MAX_POSITIONS)
+    # Gemma-3 hub files list only non-default text keys: Gemma3TextConfig defaults apply
+    gemma3 = arch in ("Gemma3ForConditionalGeneration", "Gemma3ForCausalLM")
+    vocab = f.int("vocab_size", hi=MAX_VOCAB, default=262208 if gemma3 else None)
+    max_pos = f.int("max_position_embeddings", "n_positions", "max_seq_len", hi=MAX_POSITIONS,
+                    default=131072 if gemma3 else None)
     dtype = normalize_dtype(f.get("torch_dtype", "dtype"), f"{where}: torch_dtype")
     tie = f.bool("tie_word_embeddings", default=is_opt or False)
     rope = _rope(f, head_dim, max_pos, arch)
@@ -777,7 +780,8 @@ def spec_from_config(config: dict[str, Any], name: str, source: str = "",
     layout = attention_layout(arch, f.get, layers, where)
     kinds, window = list(layout.kinds), layout.sliding_window
     notes.extend(layout.notes)
-    mamba = mamba_from_config(arch, f.get, hidden, where) if arch in HYBRID_ARCHITECTURES else None
+    recurrent = any(k in ("mamba", "linear_attention") for k in kinds)
+    mamba = mamba_from_config(arch, f.get, hidden, where) if arch in HYBRID_ARCHITECTURES and recurrent else None
 
     quant = _quant(config, text, where)
     extras = _family_extras(arch, family, f, config, text, where, layers, hidden, heads, model_type)

@@ -242,8 +242,8 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
             out[i] = MambaSpec(
                 block_size=s.mamba_block_size or s.max_model_len, state_bytes=state,
                 page_size_padded=s.mamba_page_size_padded, mamba_cache_mode=s.mamba_cache_mode,
-                num_prefill_checkpoint_blocks=(spec.mamba.prefill_checkpoint_blocks
-                                               if s.mamba_cache_mode == "align" and rules.mamba_prefill_checkpoint else 0),
+                num_prefill_checkpoint_blocks=int(s.mamba_cache_mode == "align"
+                                                  and spec.mamba.mixer in rules.mamba_prefill_checkpoint_mixers),
                 linear_attention=kind == "linear_attention",
             )
     return out

@@ -55,12 +55,6 @@ class MambaSpec:
             return 2 * self.n_groups * self.state_size + self.num_heads * self.head_dim
         return self.intermediate_size
 
-    @property
-    def prefill_checkpoint_blocks(self) -> int:
-        # MambaMixer2.get_kv_cache_spec sets num_prefill_checkpoint_blocks=1
-        # (vLLM 0.32+, vllm/model_executor/layers/mamba/mamba_mixer2.py).
-        return 1 if self.mixer == "mamba2" else 0
-
 
 def state_shapes(spec: MambaSpec, tp: int, num_spec: int = 0) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(conv state shape, SSM/recurrent state shape) on one TP rank."""

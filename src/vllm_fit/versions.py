@@ -105,11 +105,16 @@ class VersionRules:
     # caching does to Mamba layers. "off": forced off (0.11);
     # "all": only models with SupportsMambaPrefixCaching, one state per block
     # (0.12-0.14); "all_or_align": mode "all" for those, "align" otherwise
-    # (0.15-0.2x); "align": always "align" (0.32, 0.33).
+    # (0.15-0.27); "align": always "align" (0.28+).
     mamba_prefix_modes: str = "align"
-    # vllm/v1/kv_cache_interface.py MambaSpec.num_prefill_checkpoint_blocks
-    # (Mamba-2 mixers reserve one more block per request in "align" mode; 0.32+).
-    mamba_prefill_checkpoint: bool = True
+    # MambaSpec.num_prefill_checkpoint_blocks = 1 in "align" mode for these
+    # mixers (vllm/model_executor/layers/mamba/mamba_mixer2.py from 0.32,
+    # mamba/gdn/qwen_gdn_linear_attn.py from 0.33).
+    mamba_prefill_checkpoint_mixers: tuple[str, ...] = ("mamba2",)
+    # vllm/envs.py VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE default:
+    # "0" in 0.11-0.13 (chunked local attention turns the hybrid KV cache
+    # manager off, vllm/config/vllm.py), "1" from 0.14.
+    chunked_local_keeps_hybrid_manager: bool = True
     # Block size for hybrids: attention page >= Mamba page, aligned to the
     # kernel block size. "fixed16": 16 (0.11-0.19; 64 for MLA from 0.14,
     # HybridAttentionMambaModelConfig); "backend": max(backend's smallest
@@ -182,10 +187,14 @@ def _rules_for_minor(minor: int) -> VersionRules:
         r = replace(r, group_size_max_ratio=1.25)
     if 12 <= minor <= 14:
         r = replace(r, mamba_prefix_modes="all")
-    elif 15 <= minor <= 31:
+    elif 15 <= minor <= 27:
         r = replace(r, mamba_prefix_modes="all_or_align")
     if minor < 32:
-        r = replace(r, mamba_prefill_checkpoint=False)
+        r = replace(r, mamba_prefill_checkpoint_mixers=())
+    elif minor >= 33:
+        r = replace(r, mamba_prefill_checkpoint_mixers=("mamba2", "gdn"))
+    if minor <= 13:
+        r = replace(r, chunked_local_keeps_hybrid_manager=False)
     if minor >= 26:
         r = replace(r, hybrid_prefix_caching_default=True)
     if minor < 20:

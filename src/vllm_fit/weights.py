@@ -461,7 +461,7 @@ def read_safetensors_headers(folder: Path) -> list[Tensor] | None:
 
 _LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 _EXPERT_RE = re.compile(r"\.experts\.(\d+)\.")
-_SCALE_RE = re.compile(r"(scale|scale_inv|zero_point|zeros|g_idx|correction_bias)$")
+_SCALE_RE = re.compile(r"(scale|scale_inv|zero_point|zeros|g_idx|correction_bias|absmax|SCB)$")
 # Parameter names a module owns (the last name component, or two for bnb quant state).
 _PARAM_LEAVES = {
     "weight", "bias", "qweight", "qzeros", "scales", "g_idx", "weight_packed", "weight_scale", "weight_scale_inv",
