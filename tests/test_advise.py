@@ -5,7 +5,6 @@ serves the target, and the next step beyond it does not."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -174,14 +173,8 @@ def test_restore_estimate_by_hand() -> None:
 
 # ------------------------------------------------------------ seed 002: 12 GB card
 
-# Qwen2.5-7B-Instruct-AWQ is not in the bundled catalog: its config.json is the
-# catalog's Qwen2.5-7B-Instruct config with the AWQ repository's
-# quantization_config (4 bits, group 128, zero point, GEMM) and float16.
-AWQ_CONFIG = str(Path(__file__).parent / "fixtures" / "configs" / "Qwen2.5-7B-Instruct-AWQ" / "config.json")
-
-
 def awq_plan(flags: dict) -> vllm_fit.Plan:
-    return vllm_fit.plan(QWEN7_AWQ, config=AWQ_CONFIG, gpu="RTX-5070", vllm_version="0.14.0", allow_hub=False, **flags)
+    return vllm_fit.plan(QWEN7_AWQ, gpu="RTX-5070", vllm_version="0.14.0", allow_hub=False, **flags)
 
 
 def _awq_unplannable() -> str | None:
@@ -204,7 +197,7 @@ def test_seed002_awq_max_num_seqs() -> None:
     # 16K, --max-num-seqs 64, all at once). At vLLM's default utilization 0.90 the plan fails the same way:
     flags = {"max_model_len": 16384, "gpu_memory_utilization": 0.9}
     assert awq_plan({**flags, "max_num_seqs": 256}).failure_kind == "cuda_oom_sampler_warmup"
-    r = advise(QWEN7_AWQ, config=AWQ_CONFIG, allow_hub=False, gpu="RTX-5070", vllm_version="0.14.0",
+    r = advise(QWEN7_AWQ, allow_hub=False, gpu="RTX-5070", vllm_version="0.14.0",
                include_cheapest=False, max_num_seqs=256, kv_cache_dtype="fp8", **flags)
     n = r["max_num_seqs"]["largest_that_starts"]["serve_flags"]["max_num_seqs"]
     # seed 002 ran with --max-num-seqs 64, so the largest that starts is at least 64 and below 256
@@ -238,6 +231,11 @@ def test_seed002_standin_bf16_qwen7_does_not_load_on_12gb() -> None:
     pick = r["parallelism"]["smallest_that_starts"]
     assert pick["num_gpus"] == 2
     assert replan(QWEN7, "RTX-5070", "0.14.0", pick["serve_flags"]).fits
+    # ... or one GPU with a quantized checkpoint from the catalog: AWQ weights ~5.2 GiB start on the 12 GB card
+    alts = {q["model"]: q for q in r["alternatives"]["quantized_checkpoint"]}
+    awq = alts[QWEN7_AWQ]
+    assert awq["starts"] and awq["plan"]["num_gpus"] == 1 and awq["plan"]["weights_gib"] < 6
+    assert vllm_fit.plan(QWEN7_AWQ, gpu="RTX-5070", vllm_version="0.14.0", **awq["serve_flags"]).fits
 
 
 def test_seed002_standin_sampler_warmup_max_num_seqs() -> None:
@@ -286,7 +284,12 @@ def test_goals_change_the_headline() -> None:
 
 def test_quantized_siblings_from_catalog() -> None:
     assert LLAMA70_FP8 in quantized_siblings("meta-llama/Llama-3.3-70B-Instruct")
-    assert quantized_siblings("meta-llama/Llama-3.1-8B-Instruct") == ["RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8-dynamic"]
+    assert set(quantized_siblings("meta-llama/Llama-3.1-8B-Instruct")) == {
+        "RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8-dynamic", "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16",
+        "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8"}
+    assert set(quantized_siblings("Qwen/Qwen2.5-7B-Instruct")) == {"Qwen/Qwen2.5-7B-Instruct-AWQ",
+                                                                   "Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4"}
+    assert quantized_siblings("Qwen/Qwen3-8B") == []  # Qwen3-8B != Qwen3-0.6B etc.
 
 
 def test_json_and_text() -> None:

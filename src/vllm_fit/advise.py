@@ -35,7 +35,8 @@ MAX_SEQS_SEARCHED = 1 << 16
 # compressed_tensors.py): a GPU below it refuses the checkpoint.  Used to skip
 # GPUs in the cheapest-GPU search; the planner itself does not check it.
 MIN_CAPABILITY = {"fp8": 75, "awq": 75, "awq_marlin": 75, "gptq": 60, "gptq_marlin": 75, "compressed-tensors": 70}
-_QUANT_MARKERS = ("fp8", "awq", "gptq", "int4", "int8", "w4a16", "w8a8", "nvfp4", "mxfp4", "bnb", "4bit", "8bit")
+_QUANT_MARKERS = ("fp8", "awq", "gptq", "int4", "int8", "w4a16", "w8a8", "nvfp4", "mxfp4", "bnb", "4bit", "8bit",
+                  "quantized")
 
 
 # ------------------------------------------------------------------ helpers
@@ -153,11 +154,13 @@ def restore_estimate(p: Plan, link_gb_s: float, disk_gb_s: float, kv_compression
     }
 
 
+_QUANT_SUFFIX = re.compile(r"[-_.](?:quantized|" + "|".join(_QUANT_MARKERS) + r")(?:[-_.].*)?$")
+
+
 def _base_name(model_id: str) -> str:
+    """'RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16' -> 'meta-llama-3.1-8b-instruct'."""
     short = model_id.split("/")[-1].lower()
-    for m in _QUANT_MARKERS:
-        short = re.sub(rf"[-_.]?{m}[-_a-z0-9]*$", "", short)
-    return short
+    return _QUANT_SUFFIX.sub("", short)
 
 
 def quantized_siblings(model_id: str) -> list[str]:
@@ -615,7 +618,8 @@ def _advise(P: Planner, model: str | None, serve_flags: dict[str, Any], context:
     ref = P.plan(starting)
     result["alternatives"] = {
         "kv_cache_dtype_fp8": _kv_fp8(P, starting, length, n),
-        "quantized_checkpoint": _quantized(P, model or P.spec.name, starting, length, n, vllm_version, P.gpu),
+        # on the layout as given: can a quantized checkpoint stay on the GPUs the user has?
+        "quantized_checkpoint": _quantized(P, model or P.spec.name, base_len, length, n, vllm_version, P.gpu),
         "kv_offloading": None,
     }
     off_size = kv_offloading_size
