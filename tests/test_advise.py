@@ -350,3 +350,25 @@ def test_offloading_flag_is_version_gated(llama70: dict) -> None:
     # --kv-offloading-size appeared in vLLM 0.12 (vllm/config/cache.py); the fixture plans 0.11.0
     off = llama70["alternatives"]["kv_offloading"]
     assert off["available"] is False and "0.12" in off["note"]
+
+
+def test_auto_fit_equals_the_largest_length_that_starts() -> None:
+    # Llama-3.1-8B on an L4 (22.17 GiB): bf16 weights 14.99 GiB leave ~4.2 GiB of KV at 0.9 -> at
+    # 131,072 B per token about 34,400 tokens, far below the model's 131,072; vLLM's
+    # --max-model-len -1 must land on the same length the binary search finds.
+    r = advise("meta-llama/Llama-3.1-8B-Instruct", gpu="L4", vllm_version="0.19.0", include_cheapest=False)
+    m = r["max_model_len"]
+    L = m["largest_that_starts"]["serve_flags"]["max_model_len"]
+    assert 33_000 < L < 35_500
+    assert m["auto_fit"]["max_model_len"] == L
+    assert vllm_fit.plan("meta-llama/Llama-3.1-8B-Instruct", gpu="L4", vllm_version="0.19.0", max_model_len=L).fits
+    assert not vllm_fit.plan("meta-llama/Llama-3.1-8B-Instruct", gpu="L4", vllm_version="0.19.0", max_model_len=L + 1).fits
+
+
+def test_long_context_headline_next_token_fails() -> None:
+    r = advise("meta-llama/Llama-3.1-8B-Instruct", gpu="L40S", vllm_version="0.19.0", concurrency=4,
+               goal="long-context", include_cheapest=False)
+    rec = r["recommended"]["serve_flags"]
+    L = rec["max_model_len"]
+    assert serves(replan("meta-llama/Llama-3.1-8B-Instruct", "L40S", "0.19.0", rec), 4)
+    assert not serves(replan("meta-llama/Llama-3.1-8B-Instruct", "L40S", "0.19.0", {**rec, "max_model_len": L + 1}), 4)

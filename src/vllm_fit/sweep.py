@@ -141,6 +141,7 @@ def sweep(
             est = restore_estimate(p, link_gb_s, disk_gb_s, kv_compression)
             for k in RESTORE_COLUMNS:
                 row[k] = est[k]
+            row["error"] = p.error
             row["serve_flags"] = {k: v for k, v in flags.items()}
             rows.append(row)
     return rows
