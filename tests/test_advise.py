@@ -372,3 +372,17 @@ def test_long_context_headline_next_token_fails() -> None:
     L = rec["max_model_len"]
     assert serves(replan("meta-llama/Llama-3.1-8B-Instruct", "L40S", "0.19.0", rec), 4)
     assert not serves(replan("meta-llama/Llama-3.1-8B-Instruct", "L40S", "0.19.0", {**rec, "max_model_len": L + 1}), 4)
+
+
+def test_hopeless_and_unreachable_targets_say_so() -> None:
+    # Kimi-K2 (~1 T parameters, ~1 TB of fp8 weights) cannot load on up to 16 T4s of 14.75 GiB (236 GiB)
+    r = advise("moonshotai/Kimi-K2-Instruct", gpu="T4", max_gpus=16, include_cheapest=False)
+    assert r["parallelism"]["smallest_that_starts"] is None
+    assert r["recommended"]["starts"] is False
+    assert "No recommendation" in render_advice(r)
+    # 100,000 concurrent full-length requests do not fit anywhere; the headline says it misses the target
+    r = advise("qwen3-0.6b", gpu="T4", concurrency=100_000, include_cheapest=False)
+    assert r["recommended"]["starts"] and not r["recommended"]["meets_target"]
+    assert "does NOT serve" in r["recommended"]["why"]
+    # default offloading size capped at 256 GiB without --host-ram-gib
+    assert r["alternatives"]["kv_offloading"]["serve_flags"]["kv_offloading_size"] == 256.0

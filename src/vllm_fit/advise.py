@@ -31,6 +31,7 @@ DEFAULT_DISK_GB_S = 2.0  # checkpoint image read, one NVMe drive
 DEFAULT_KV_COMPRESSION = 1.0  # checkpoint image bytes per KV byte = 1/ratio (1 = image not compressed)
 GB = 10**9
 MAX_SEQS_SEARCHED = 1 << 16
+DEFAULT_OFFLOAD_CAP_GIB = 256.0
 # vLLM's QuantizationConfig.get_min_capability (0.14: fp8.py, awq.py, gptq.py,
 # compressed_tensors.py): a GPU below it refuses the checkpoint.  Used to skip
 # GPUs in the cheapest-GPU search; the planner itself does not check it.
@@ -626,6 +627,8 @@ def _advise(P: Planner, model: str | None, serve_flags: dict[str, Any], context:
     if off_size is None and ref.fits and ref.kv_bytes_per_token:
         # enough host memory to keep every target request's full context, rounded up to a GiB
         off_size = float(max(1, math.ceil(n * length * ref.kv_bytes_per_token * ref.num_gpus / GiB)))
+        # ... within what a host plausibly has: 80 % of --host-ram-gib, else 256 GiB
+        off_size = min(off_size, float(max(1, int(0.8 * host_ram_gib))) if host_ram_gib else DEFAULT_OFFLOAD_CAP_GIB)
     if off_size is not None and ref.bytes_per_block:
         off = kv_offloading(ref, float(off_size), host_ram_gib)
         if P.rules.minor < 12:  # --kv-offloading-size arrived in vLLM 0.12 (config/cache.py)
@@ -678,6 +681,10 @@ def _recommend(P: Planner, r: dict[str, Any], goal: str, starting: dict[str, Any
                 flags = _flags(flags, max_num_seqs=found)
                 why += f", --max-num-seqs {found} (the largest that starts)"
     p = P.plan(flags)
+    if not p.fits:
+        why = "nothing found: no searched layout, length, utilization or --max-num-seqs starts with these flags"
+    elif not meets(p):
+        why += f"; it does NOT serve {n} x {length} tokens (no searched configuration does)"
     return {"goal": goal, "why": why, "serve_flags": flags, "starts": p.fits, "meets_target": meets(p), "plan": plan_fields(p)}
 
 
@@ -739,7 +746,9 @@ def render_advice(r: dict[str, Any]) -> str:
     s = r["max_num_seqs"]
     lines.append("")
     lines.append(f"--max-num-seqs (now {s['current']}: {'starts' if s['current_starts'] else s['current_failure_kind']}):")
-    if s.get("largest_that_starts"):
+    if not s.get("largest_that_starts"):
+        lines.append("  nothing starts at any --max-num-seqs with these flags")
+    else:
         o = s["largest_that_starts"]
         nxt = o["proof"]["next_step"]
         lines.append(f"  largest that starts: {o['serve_flags']['max_num_seqs']} (sampler warm-up "
@@ -752,7 +761,7 @@ def render_advice(r: dict[str, Any]) -> str:
         f = alt["kv_cache_dtype_fp8"]
         lines.append(f"  --kv-cache-dtype fp8: KV tokens {f['kv_cache_tokens_before']} -> {f['kv_cache_tokens_after']}, "
                      f"concurrency {f['max_concurrency_before']:.2f} -> {f['max_concurrency_after']:.2f}, "
-                     f"longest context {f['largest_max_model_len_that_starts']}")
+                     f"longest context {f['largest_max_model_len_that_starts'] or '-'}")
     for q in alt["quantized_checkpoint"]:
         label = q["model"] + (f" --quantization {q['runtime_quantization']}" if q.get("runtime_quantization") else "")
         if not q.get("supported"):
@@ -786,7 +795,10 @@ def render_advice(r: dict[str, Any]) -> str:
         if missing:
             lines.append(f"  cannot meet it: {', '.join(missing)}")
     rec = r.get("recommended")
-    if rec:
+    if rec and not rec["starts"]:
+        lines.append("")
+        lines.append(f"No recommendation for {rec['goal']}: {rec['why']}.")
+    elif rec:
         lines.append("")
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in rec["serve_flags"].items())
         lines.append(f"Recommended for {rec['goal']}: {flags}")
