@@ -229,7 +229,10 @@ def _leaderworkerset(meta: dict[str, Any], image: str, model: str, args: list[st
                      shm_gib: int) -> dict[str, Any]:
     nodes = -(-(tp * pp) // gpus_per_node)
     serve = shlex.join(["vllm", "serve", model, *args, "--distributed-executor-backend=ray", "--host=0.0.0.0", f"--port={port}"])
-    leader_cmd = f"ray start --head --port=6379 && {serve}"
+    # wait until every worker pod has joined the Ray cluster before vLLM places its workers
+    wait = ("until python3 -c \"import ray,sys; ray.init(address='auto', logging_level='ERROR'); "
+            f"sys.exit(0 if sum(n['Alive'] for n in ray.nodes()) >= {nodes} else 1)\"; do sleep 5; done")
+    leader_cmd = f"ray start --head --port=6379 && {wait} && {serve}"
     worker_cmd = "ray start --address=$(LWS_LEADER_ADDRESS):6379 --block"
     leader = _container(image, model, ["-c", leader_cmd], gpus_per_node, port, hf_secret, hf_secret_key, command=["/bin/bash"])
     worker = _container(image, model, ["-c", worker_cmd], gpus_per_node, port, hf_secret, hf_secret_key, command=["/bin/bash"])
