@@ -294,7 +294,7 @@ def _serve_flags(extra: list[str], passthrough: Optional[list] = None) -> dict:
 @app.command(
     context_settings=_PASSTHROUGH,
     help="What to change so vLLM starts, serves N requests of L tokens and cold-starts fast: "
-    "`vllm-fit advise MODEL --gpu H100 [vLLM flags] [--concurrency N] [--context L] [--goal ...]`. "
+    "`vllm-fit advise MODEL --gpu H100 --max-model-len 16000 -tp 2 ... (any vLLM flags) [--concurrency N] [--context L] [--goal ...]`. "
     "Every answer is re-planned (the next step beyond it is shown failing).",
 )
 def advise(
