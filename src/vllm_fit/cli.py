@@ -91,6 +91,10 @@ def plan(
     enable_expert_parallel: bool = typer.Option(False, "--enable-expert-parallel", "-ep"),
     limit_mm_per_prompt: Optional[str] = typer.Option(None, "--limit-mm-per-prompt", help='e.g. \'{"image": 2}\''),
     skip_mm_profiling: bool = typer.Option(False, "--skip-mm-profiling"),
+    disable_hybrid_kv_cache_manager: Optional[bool] = typer.Option(
+        None, "--disable-hybrid-kv-cache-manager/--no-disable-hybrid-kv-cache-manager"),
+    mamba_ssm_cache_dtype: Optional[str] = typer.Option(None, "--mamba-ssm-cache-dtype"),
+    mamba_cache_dtype: Optional[str] = typer.Option(None, "--mamba-cache-dtype"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     import vllm_fit
@@ -152,6 +156,9 @@ def plan(
             enable_expert_parallel=enable_expert_parallel or None,
             limit_mm_per_prompt=_mm_limits(limit_mm_per_prompt),
             skip_mm_profiling=skip_mm_profiling or None,
+            disable_hybrid_kv_cache_manager=disable_hybrid_kv_cache_manager,
+            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
+            mamba_cache_dtype=mamba_cache_dtype,
         )
         flags.update({k: v for k, v in cli_flags.items() if v is not None})
         if model is None and config is None:

@@ -120,6 +120,14 @@ class VersionRules:
     # HybridAttentionMambaModelConfig); "backend": max(backend's smallest
     # kernel block, --block-size) (0.20+, Platform._align_hybrid_block_size).
     hybrid_block_alignment: str = "backend"
+    # MLA block size on CUDA. "forced" (0.11-0.17, platforms/cuda.py
+    # check_and_update_config): FlashMLA 64 on Hopper, CUTLASS MLA 128 on
+    # Blackwell, unless --block-size is already a multiple. "backend" (0.18+,
+    # Platform.update_block_size_for_backend): the first backend of
+    # _get_backend_priorities keeps the default 16 if it can (FLASH_ATTN_MLA,
+    # MultipleOf(16), on Hopper), else its smallest size (FLASHINFER_MLA [32, 64]
+    # on Blackwell).
+    mla_block_rule: str = "backend"
 
     @property
     def tuple(self) -> tuple[int, int]:
@@ -199,6 +207,8 @@ def _rules_for_minor(minor: int) -> VersionRules:
         r = replace(r, hybrid_prefix_caching_default=True)
     if minor < 20:
         r = replace(r, hybrid_block_alignment="fixed16")
+    if minor <= 17:
+        r = replace(r, mla_block_rule="forced")
     return replace(r, notes=tuple(notes))
 
 
