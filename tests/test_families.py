@@ -407,3 +407,17 @@ def test_llama4_interleaved_moe_layers_with_shared_expert():
     # + shared 3*32*64 = 6,144 = 30,976.  2*(12,416 + 18,432) + 2*(12,416 + 30,976) = 148,480
     # + embed and head 2*128*64 = 16,384 + final norm 64 = 164,928.
     assert lm == 164_928
+
+
+def test_modelopt_nvfp4_folder_reads_hf_quant_config(tmp_path):
+    # ModelOpt exports put quantization in hf_quant_config.json.  The tiny Llama above in NVFP4:
+    # 0.5 B/weight + FP8 scale per 16 + two fp32 global scales per linear; lm_head excluded.
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    (tmp_path / "hf_quant_config.json").write_text(json.dumps(
+        {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", "group_size": 16,
+                                                            "exclude_modules": ["lm_head"]}}))
+    s = resolve_model(str(tmp_path), allow_hub=False).spec
+    assert s.quantization.method == "modelopt_fp4"
+    assert weights(s) == TINY_REST + TINY_LINEAR // 2 + TINY_LINEAR // 16 + 112

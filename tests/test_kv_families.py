@@ -256,3 +256,17 @@ def test_sliding_window_in_flight_tokens_with_pipeline_parallelism():
     # + 1 = 521; + 2,048 = 2,569.
     p = plan("openai/gpt-oss-20b", version="0.19.0", max_model_len=32768, pipeline_parallel_size=2)
     assert p.blocks_per_request == 2569
+
+
+def test_one_request_check_with_pipeline_parallelism_per_version():
+    # Llama-3.1-8B: 32 layers x 8 KV heads x 128 -> 2 x 8 x 128 x 2 = 4,096 B per token per layer.
+    # At 131,072 tokens one request needs 131,072 x 4,096 = 512 MiB per layer:
+    # the whole model 32 x 512 MiB = 16 GiB, one PP stage (16 layers) 8 GiB.
+    # With 10 GiB of KV per GPU and PP 2, vLLM 0.14-0.16 check the whole model's groups against
+    # the smallest budget (16 > 10: refused), 0.17+ each stage's own layers (8 <= 10 - one block).
+    args = dict(max_model_len=131072, pipeline_parallel_size=2)
+    old = plan("meta-llama/Llama-3.1-8B-Instruct", version="0.14.0", **args)
+    new = plan("meta-llama/Llama-3.1-8B-Instruct", version="0.17.0", **args)
+    assert old.failure_kind == "max_model_len_does_not_fit"
+    assert "(16.0 GiB KV cache is needed" in old.error  # format_gib
+    assert new.fits

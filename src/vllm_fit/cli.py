@@ -185,6 +185,10 @@ def _plan_for_log(settings: dict) -> dict:
     model = flags.pop("model", None)
     version = flags.pop("vllm_version", None)
     total = flags.pop("gpu_memory_gib", None)
+    # vllm/platforms/cpu.py check_and_update_config: the CPU build defaults to
+    # 128-token blocks where CUDA uses 16.
+    if flags.pop("device", None) == "cpu":
+        flags.setdefault("block_size", 128)
     if flags.get("quantization") in ("compressed-tensors", "None"):
         flags.pop("quantization")  # read from the checkpoint's config
     return vllm_fit.plan(model, gpu_memory_gib=total, vllm_version=version, **flags).to_dict()
@@ -464,6 +468,11 @@ def deploy(
         _fail(str(e))
         return
     typer.echo(json.dumps(d, indent=2) if as_json else render_deploy(d, what))
+
+
+from . import cli_live as _cli_live  # noqa: E402  (watch, profile: they talk to a live server)
+
+_cli_live.register(app)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

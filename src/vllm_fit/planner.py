@@ -429,18 +429,24 @@ def make_plan(
         if avail_min <= 0:
             failure = ("no_memory_for_cache_blocks", msg.no_memory_error(rules))
         else:
-            worst_kv = min(ranks, key=lambda r: r.kv_cache_bytes)
-            worst_layout = worst_kv.kv_layout
-            budget = one_request_budget(worst_kv.kv_cache_bytes, worst_layout, rules)
-            needed = needed_bytes_one_request(worst_layout, ctx, rules)
+            checks = [(r.kv_cache_bytes, r.kv_layout) for r in ranks]
+            if rules.one_request_global_groups and len(ranks) > 1:
+                checks = [(avail_min, _kv_layout(spec, s, rules, 0, spec.num_layers))]
             if s.auto_fit_max_model_len:
-                eff_len = estimate_max_model_len(worst_layout, ctx, rules, budget)
+                eff_len = min(estimate_max_model_len(lay, ctx, rules, one_request_budget(av, lay, rules))
+                              for av, lay in checks)
                 notes.append(f"--max-model-len -1: vLLM auto-fits max_model_len to {eff_len}")
                 if eff_len <= 0:
                     failure = ("no_memory_for_cache_blocks", msg.no_memory_error(rules))
-            elif needed > budget:
-                est_len = estimate_max_model_len(worst_layout, ctx, rules, budget)
-                failure = ("max_model_len_does_not_fit", msg.max_len_error(rules, s.max_model_len, needed, budget, est_len))
+            else:
+                for av, lay in checks:
+                    budget = one_request_budget(av, lay, rules)
+                    needed = needed_bytes_one_request(lay, ctx, rules)
+                    if needed > budget:
+                        est_len = estimate_max_model_len(lay, ctx, rules, budget)
+                        failure = ("max_model_len_does_not_fit",
+                                   msg.max_len_error(rules, s.max_model_len, needed, budget, est_len))
+                        break
     if eff_len != s.max_model_len:
         ctx = KVContext(eff_len, ctx.in_flight_tokens)
 
