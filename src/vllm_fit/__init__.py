@@ -3,6 +3,13 @@
     >>> import vllm_fit
     >>> p = vllm_fit.plan("qwen3-8b", gpu="H100", max_model_len=8192, vllm_version="0.19.0")
     >>> p.fits, p.num_gpu_blocks
+
+Advice, sweeps and deployment manifests (plain dicts, vLLM's flag names,
+VllmFitError on bad input):
+
+    >>> from vllm_fit.advise import advise      # advise(model, gpu=..., concurrency=..., **serve_flags) -> dict
+    >>> from vllm_fit.sweep import sweep        # sweep(model, gpu=[...], tensor_parallel_size=[...], ...) -> list[dict]
+    >>> from vllm_fit.deploy import deploy      # deploy(model, gpu=..., **serve_flags) -> dict
 """
 
 from __future__ import annotations
