@@ -503,6 +503,12 @@ def _role(name: str) -> str:
         return "col"
     if leaf in ("o_proj", "out_proj", "down_proj", "fc2", "dense", "c_proj", "w2"):
         return "row_bias" if is_bias else "row"
+    # Mamba / linear-attention mixers (3A, ssm.py): projections, conv and the per-head
+    # A, D, dt are split by TP (mamba_mixer2.py, mamba_mixer.py, qwen3_next.py); x_proj is row-parallel.
+    if leaf in ("in_proj", "in_proj_qkvz", "in_proj_ba", "conv1d", "dt_proj", "A_log", "A", "D", "dt_bias"):
+        return "col"
+    if leaf == "x_proj":
+        return "row"
     return "replicated"
 
 
