@@ -184,28 +184,18 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
     kv_dtype = args.kv_cache_dtype
     from .kv_cache import PACKED_KV_DTYPES
 
+    if kv_dtype not in rules.kv_cache_dtypes:
+        raise FlagError(f"vLLM {rules.version} has no --kv-cache-dtype {kv_dtype}",
+                        "Allowed there: " + ", ".join(rules.kv_cache_dtypes) + ".")
     if kv_dtype in PACKED_KV_DTYPES:
-        if rules.minor < 33:
-            raise FlagError(f"vLLM {rules.version} has no --kv-cache-dtype {kv_dtype}", "The packed KV formats arrived in 0.33.")
         if "mla" in spec.layer_kinds or spec.mamba is not None:
             raise FlagError(f"--kv-cache-dtype {kv_dtype} is not modelled for MLA or hybrid Mamba models",
                             "vllm-fit models it for standard attention layers (vLLM 0.33 Triton / FlashInfer packing).")
-    elif kv_dtype not in KV_DTYPE_BYTES and kv_dtype != "fp8_ds_mla":
-        raise FlagError(
-            f"--kv-cache-dtype {kv_dtype} is not modelled",
-            "Use auto, bfloat16, float16, an fp8 variant (fp8, fp8_e4m3, fp8_e5m2) or, on 0.33, a packed format "
-            "(int8/fp8/int4_per_token_head, nvfp4).",
-        )
-    if kv_dtype == "float16" and rules.minor < 33:
-        raise FlagError(f"vLLM {rules.version} has no --kv-cache-dtype float16", "It was added in 0.33; use auto.")
-    if kv_dtype in PACKED_KV_DTYPES:
         kv_bytes = 1  # nominal; the page size comes from kv_cache.packed_bytes_per_token
     elif kv_dtype == "fp8_ds_mla":
-        if rules.minor < 14 or "mla" not in spec.layer_kinds:
-            raise FlagError(
-                f"--kv-cache-dtype fp8_ds_mla needs an MLA model and vLLM 0.14 or newer",
-                "It is DeepSeek-V3.2's 656-byte latent format; use fp8 or auto.",
-            )
+        if "mla" not in spec.layer_kinds:
+            raise FlagError("--kv-cache-dtype fp8_ds_mla needs an MLA model",
+                            "It is DeepSeek-V3.2's 656-byte latent format; use fp8 or auto.")
         kv_bytes = 1
     else:
         kv_bytes = KV_DTYPE_BYTES[kv_dtype] or DTYPE_BYTES[dtype]
@@ -213,11 +203,10 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
     # block size (platforms/cuda.py default 16, platforms/cpu.py 128; allowed values per version)
     default_block = 128 if platform == "cpu" else rules.default_block_size
     block_size = args.block_size or default_block
-    allowed = {1, 8, 16, 32, 64, 128} if rules.minor < 14 else ({1, 8, 16, 32, 64, 128, 256} if rules.minor < 33 else None)
-    if args.block_size is not None and allowed is not None and block_size not in allowed:
+    if args.block_size is not None and rules.block_sizes is not None and block_size not in rules.block_sizes:
         raise FlagError(
             f"vLLM {rules.version} does not accept --block-size {block_size}",
-            "Allowed: " + ", ".join(str(b) for b in sorted(allowed)) + ".",
+            "Allowed: " + ", ".join(str(b) for b in rules.block_sizes) + ".",
         )
     if "mla" in spec.layer_kinds:
         blackwell = _capability(gpu) >= 10.0
@@ -409,7 +398,7 @@ def _hybrid_mamba(spec: ModelSpec, args: ServeArgs, rules: VersionRules, platfor
     attn_1 = attention_page_per_token(spec, tp, kv_bytes)
     is_mla = "mla" in spec.layer_kinds
     if rules.hybrid_block_alignment == "fixed16":
-        align = 64 if (is_mla and rules.minor >= 12) else 16
+        align = rules.hybrid_mla_alignment if is_mla else 16
     else:
         align = max(16 if platform == "cuda" else 1, block_size)
     if mode == "all":

@@ -133,6 +133,16 @@ class VersionRules:
     # MultipleOf(16), on Hopper), else its smallest size (FLASHINFER_MLA [32, 64]
     # on Blackwell).
     mla_block_rule: str = "backend"
+    # HybridAttentionMambaModelConfig aligns MLA hybrids to 64 (CUTLASS MLA 128)
+    # from 0.12; 0.11 aligns every hybrid to 16.
+    hybrid_mla_alignment: int = 64
+    # vllm/config/cache.py CacheDType: the --kv-cache-dtype values of the release
+    # (fp8_ds_mla from 0.14; float16 and the packed formats from 0.33).
+    kv_cache_dtypes: tuple[str, ...] = (
+        "auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla",
+    )
+    # vllm/config/cache.py BlockSize: 1..128 (0.11-0.13), + 256 (0.14-0.32); any (0.33).
+    block_sizes: tuple[int, ...] | None = (1, 8, 16, 32, 64, 128, 256)
 
     @property
     def tuple(self) -> tuple[int, int]:
@@ -216,6 +226,13 @@ def _rules_for_minor(minor: int) -> VersionRules:
         r = replace(r, mla_block_rule="forced")
     if 14 <= minor <= 16:
         r = replace(r, one_request_global_groups=True)
+    if minor == 11:
+        r = replace(r, hybrid_mla_alignment=16)
+    if minor < 14:
+        r = replace(r, kv_cache_dtypes=r.kv_cache_dtypes[:-1], block_sizes=(1, 8, 16, 32, 64, 128))
+    if minor >= 33:
+        r = replace(r, block_sizes=None, kv_cache_dtypes=r.kv_cache_dtypes + (
+            "float16", "int8_per_token_head", "fp8_per_token_head", "int4_per_token_head", "nvfp4", "nvfp4_4over6"))
     return replace(r, notes=tuple(notes))
 
 
