@@ -99,3 +99,27 @@ def test_broken_hybrid_configs_give_one_clear_error():
                               layer_types=["full_attention"] * 4 + ["sliding_attention"] * 4), "t")
     with pytest.raises(ConfigError, match="sliding_window"):
         spec_from_config(_cfg("MistralForCausalLM", sliding_window="big"), "t")
+
+
+def test_nemotron_h_ssm_state_dtype_per_version():
+    # Nemotron-H-like: 8 Mamba heads x 32, d_state 64, 1 group, conv 4, hidden 256 (intermediate
+    # = 8 x 32 = 256); attention 2 KV heads x 64 -> 2 x 2 x 64 x 2 = 512 B per token.
+    # conv state 3 x (256 + 2 x 64) = 1,152 elements (bf16: 2,304 B); SSM 8 x 32 x 64 = 16,384.
+    # vLLM 0.33 keeps the SSM state in float32 for Nemotron-H: 2,304 + 65,536 = 67,840 B ->
+    #   block 16 x cdiv(67,840, 16 x 512) = 16 x 9 = 144.
+    # vLLM 0.19 uses float16: 2,304 + 32,768 = 35,072 B -> 16 x cdiv(35,072, 8,192) = 80.
+    # --mamba-ssm-cache-dtype bfloat16 on 0.33: same 35,072 B -> 80.
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import vllm_fit
+
+    cfg = _cfg("NemotronHForCausalLM", num_hidden_layers=6, head_dim=64, hybrid_override_pattern="M-M*-*",
+               mamba_num_heads=8, mamba_head_dim=32, ssm_state_size=64, n_groups=1, conv_kernel=4)
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "config.json"
+        p.write_text(json.dumps(cfg))
+        b = lambda v, **kw: vllm_fit.plan(config=p, gpu="H100", vllm_version=v, max_model_len=2048,  # noqa: E731
+                                          kv_cache_memory_bytes=2**28, **kw).block_size
+        assert (b("0.33.0"), b("0.19.0"), b("0.33.0", mamba_ssm_cache_dtype="bfloat16")) == (144, 80, 80)

@@ -59,7 +59,8 @@ class EngineSettings:
     mamba_cache_mode: str = "none"  # none | all | align
     mamba_block_size: int | None = None
     mamba_page_size_padded: int | None = None
-    mamba_ssm_cache_dtype: str = "auto"
+    mamba_cache_dtype: str = "auto"  # resolved conv-state dtype
+    mamba_ssm_cache_dtype: str = "auto"  # resolved SSM-state dtype
     hybrid_block_raised: bool = False  # vLLM logged "Setting attention block size to ..."
     # MoE / multimodal (3B)
     enable_expert_parallel: bool = False
@@ -293,9 +294,10 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
             in_flight = mbt * (2 if pp == 1 else pp)
     hybrid = _hybrid_mamba(spec, args, rules, platform, block_size, kv_bytes, dtype, max_model_len, prefix)
     raised = False
+    mamba_dtypes = ("auto", "auto")
     if hybrid is not None:
         raised_from = block_size
-        block_size, prefix, mamba_mode, mamba_block, mamba_padded, hnotes = hybrid
+        block_size, prefix, mamba_mode, mamba_block, mamba_padded, mamba_dtypes, hnotes = hybrid
         raised = block_size != raised_from
         notes.extend(hnotes)
     else:
@@ -351,7 +353,8 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
         mamba_cache_mode=mamba_mode,
         mamba_block_size=mamba_block,
         mamba_page_size_padded=mamba_padded,
-        mamba_ssm_cache_dtype=args.mamba_ssm_cache_dtype,
+        mamba_cache_dtype=mamba_dtypes[0],
+        mamba_ssm_cache_dtype=mamba_dtypes[1],
         hybrid_block_raised=raised,
     )
 
@@ -394,7 +397,9 @@ def _hybrid_mamba(spec: ModelSpec, args: ServeArgs, rules: VersionRules, platfor
             mode = "all" if spec.mamba.supports_all_mode else "align"
         else:
             mode = "align"
-    mamba_page = ssm.state_page_bytes(spec.mamba, tp, DTYPE_BYTES[dtype], args.mamba_ssm_cache_dtype)
+    conv_dt, ssm_dt = ssm.state_dtypes(spec.mamba, dtype, args.mamba_cache_dtype, args.mamba_ssm_cache_dtype,
+                                       rules.nemotron_h_ssm_dtype)
+    mamba_page = ssm.state_page_bytes(spec.mamba, tp, ssm.dtype_bytes(conv_dt), ssm.dtype_bytes(ssm_dt))
     attn_1 = attention_page_per_token(spec, tp, kv_bytes)
     is_mla = "mla" in spec.layer_kinds
     if rules.hybrid_block_alignment == "fixed16":
@@ -413,4 +418,4 @@ def _hybrid_mamba(spec: ModelSpec, args: ServeArgs, rules: VersionRules, platfor
     mamba_block = block_size if mode in ("all", "align") else max_model_len
     page = block_size * attn_1
     padded = page if page != mamba_page else None
-    return block_size, prefix, mode, mamba_block, padded, notes
+    return block_size, prefix, mode, mamba_block, padded, (conv_dt, ssm_dt), notes

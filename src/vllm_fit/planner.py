@@ -47,7 +47,7 @@ from .kv_cache import (
     packed_bytes_per_token,
 )
 from .model_spec import ModelSpec
-from .ssm import state_page_bytes
+from .ssm import dtype_bytes, state_page_bytes
 from .serve_args import ServeArgs
 from .units import GiB, MiB
 from .versions import VersionRules, uses_v2_runner
@@ -246,7 +246,8 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
             latent = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
             out[i] = MLAAttentionSpec(s.block_size, latent, s.kv_dtype_bytes, cache_dtype_str=s.kv_cache_dtype)
         elif kind in ("mamba", "linear_attention"):
-            state = state_page_bytes(spec.mamba, s.tensor_parallel_size, s.dtype_bytes, s.mamba_ssm_cache_dtype)
+            state = state_page_bytes(spec.mamba, s.tensor_parallel_size, dtype_bytes(s.mamba_cache_dtype),
+                                     dtype_bytes(s.mamba_ssm_cache_dtype))
             out[i] = MambaSpec(
                 block_size=s.mamba_block_size or s.max_model_len, state_bytes=state,
                 page_size_padded=s.mamba_page_size_padded, mamba_cache_mode=s.mamba_cache_mode,

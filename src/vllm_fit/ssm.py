@@ -43,7 +43,10 @@ class MambaSpec:
     dt_rank: int = 0  # mamba1
     conv_bias: bool = True
     proj_bias: bool = False
-    ssm_dtype: str | None = None  # config-level default for the SSM state dtype (Nemotron-H)
+    # Nemotron-H: vLLM takes the SSM state dtype from the config's
+    # mamba_ssm_cache_dtype, else a per-version default (VersionRules.nemotron_h_ssm_dtype)
+    nemotron_h: bool = False
+    config_ssm_dtype: str | None = None
     # vllm model file declares SupportsMambaPrefixCaching (mode "all" in 0.14-0.2x)
     supports_all_mode: bool = True
 
@@ -74,14 +77,26 @@ def _prod(shape: tuple[int, ...]) -> int:
     return out
 
 
-def state_page_bytes(spec: MambaSpec, tp: int, model_dtype_bytes: int, ssm_dtype: str = "auto") -> int:
+def state_dtypes(spec: MambaSpec, model_dtype: str, conv_flag: str = "auto", ssm_flag: str = "auto",
+                 nemotron_default: str | None = None) -> tuple[str, str]:
+    """(conv, SSM) state dtypes: --mamba-cache-dtype (auto = model dtype) and
+    --mamba-ssm-cache-dtype (auto = the conv dtype; Nemotron-H: the config's
+    value or the version's default), as MambaStateDtypeCalculator._mamba_state_dtype."""
+    conv = model_dtype if conv_flag == "auto" else conv_flag
+    ssm = ssm_flag
+    if ssm == "auto" and spec.nemotron_h and nemotron_default:
+        ssm = spec.config_ssm_dtype or nemotron_default
+    return conv, (conv if ssm == "auto" else ssm)
+
+
+def state_page_bytes(spec: MambaSpec, tp: int, conv_dtype_bytes: int, ssm_dtype_bytes: int | None = None) -> int:
     """MambaSpec.page_size_bytes before padding: one request's whole state."""
     conv, ssm = state_shapes(spec, tp)
-    if ssm_dtype == "auto":
-        ssm_bytes = _DT_BYTES[spec.ssm_dtype] if spec.ssm_dtype else model_dtype_bytes
-    else:
-        ssm_bytes = _DT_BYTES[ssm_dtype]
-    return _prod(conv) * model_dtype_bytes + _prod(ssm) * ssm_bytes
+    return _prod(conv) * conv_dtype_bytes + _prod(ssm) * (ssm_dtype_bytes or conv_dtype_bytes)
+
+
+def dtype_bytes(name: str) -> int:
+    return _DT_BYTES[name]
 
 
 # ------------------------------------------------------------------ parsing
@@ -119,15 +134,15 @@ def _mamba_from_config(arch: str, get: Callable[..., Any], hidden: int, where: s
     if arch == "NemotronHForCausalLM":
         heads = _pos(get, where, "mamba_num_heads")
         hd = _pos(get, where, "mamba_head_dim")
-        ssm_dt = get("mamba_ssm_cache_dtype") or "float32"
-        if ssm_dt not in _DT_BYTES:
+        ssm_dt = get("mamba_ssm_cache_dtype")
+        if ssm_dt is not None and ssm_dt not in _DT_BYTES:
             raise ConfigError(f"{where}: mamba_ssm_cache_dtype {ssm_dt!r} is not float32/bfloat16/float16"[:200])
         return MambaSpec(
             "mamba2", intermediate_size=heads * hd, num_heads=heads, head_dim=hd,
             state_size=_pos(get, where, "ssm_state_size"), n_groups=_pos(get, where, "n_groups", default=1),
             conv_kernel=_pos(get, where, "conv_kernel", default=4), chunk_size=_pos(get, where, "chunk_size", default=256),
             conv_bias=bool(get("use_conv_bias") if get("use_conv_bias") is not None else True),
-            proj_bias=bool(get("use_bias") or False), ssm_dtype=ssm_dt,
+            proj_bias=bool(get("use_bias") or False), nemotron_h=True, config_ssm_dtype=ssm_dt,
         )
     if arch == "JambaForCausalLM":
         d_state = _pos(get, where, "mamba_d_state", default=16)

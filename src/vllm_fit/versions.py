@@ -141,6 +141,10 @@ class VersionRules:
     kv_cache_dtypes: tuple[str, ...] = (
         "auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla",
     )
+    # NemotronHForCausalLMConfig (vllm/model_executor/models/config.py): SSM state
+    # dtype when --mamba-ssm-cache-dtype is auto and the config names none:
+    # not overridden (0.11-0.12), float16 (0.13-0.19), float32 (0.20+).
+    nemotron_h_ssm_dtype: str | None = "float32"
     # vllm/config/cache.py BlockSize: 1..128 (0.11-0.13), + 256 (0.14-0.32); any (0.33).
     block_sizes: tuple[int, ...] | None = (1, 8, 16, 32, 64, 128, 256)
 
@@ -228,6 +232,10 @@ def _rules_for_minor(minor: int) -> VersionRules:
         r = replace(r, one_request_global_groups=True)
     if minor == 11:
         r = replace(r, hybrid_mla_alignment=16)
+    if minor <= 12:
+        r = replace(r, nemotron_h_ssm_dtype=None)
+    elif minor <= 19:
+        r = replace(r, nemotron_h_ssm_dtype="float16")
     if minor < 14:
         r = replace(r, kv_cache_dtypes=r.kv_cache_dtypes[:-1], block_sizes=(1, 8, 16, 32, 64, 128))
     if minor >= 33:
