@@ -270,3 +270,16 @@ def test_one_request_check_with_pipeline_parallelism_per_version():
     assert old.failure_kind == "max_model_len_does_not_fit"
     assert "(16.0 GiB KV cache is needed" in old.error  # format_gib
     assert new.fits
+
+
+def test_hybrid_manager_flags_for_chunked_local_attention():
+    # vLLM 0.11-0.13 turn the hybrid manager off for chunked local attention; asking for it
+    # explicitly (--no-disable-hybrid-kv-cache-manager) is refused with vLLM's message.
+    p = plan("meta-llama/Llama-4-Scout-17B-16E-Instruct", version="0.13.0", disable_hybrid_kv_cache_manager=False)
+    assert not p.fits and "Hybrid KV cache manager was explicitly enabled" in p.error
+    # 0.14+: allowed, and --disable-hybrid-kv-cache-manager still folds every layer into one group.
+    p = plan("meta-llama/Llama-4-Scout-17B-16E-Instruct", disable_hybrid_kv_cache_manager=True)
+    assert groups(p) == [("full_attention", 48)]
+    # A Mamba hybrid cannot be folded into one type: vLLM raises, vllm-fit says so.
+    with pytest.raises(VllmFitError, match="unified type"):
+        plan("ibm-granite/granite-4.0-h-tiny", disable_hybrid_kv_cache_manager=True)
