@@ -266,8 +266,10 @@ def _uniform_type(specs: dict[int, KVCacheSpec]) -> bool:
 
 
 def unify_page_sizes(specs: dict[int, KVCacheSpec], rules: VersionRules) -> dict[int, KVCacheSpec]:
-    """unify_kv_cache_spec_page_size (0.14+): smaller pages get a larger block
-    size (the page must divide the largest); Mamba pages are padded."""
+    """unify_kv_cache_spec_page_size (0.12+): smaller pages get a larger block
+    size (the page must divide the largest); Mamba pages are padded.  (Newer
+    releases also pad non-dividing attention pages; not modelled: such models
+    get vLLM's older NotImplementedError here.)"""
     pages = {s.page_size_bytes for s in specs.values()}
     if len(pages) <= 1:
         return specs
@@ -294,7 +296,8 @@ def unify_page_sizes(specs: dict[int, KVCacheSpec], rules: VersionRules) -> dict
 
 
 def group_layers(specs: dict[int, KVCacheSpec], rules: VersionRules, disable_hybrid: bool = False) -> KVLayout:
-    """vLLM's get_kv_cache_groups for one worker's layers (index -> spec)."""
+    """vLLM's get_kv_cache_groups over the whole model's layers (index -> spec);
+    project_to_worker then gives each pipeline stage its share."""
     if not specs:
         raise ValueError("no attention layers")
     if disable_hybrid:
