@@ -362,9 +362,13 @@ def _rope(f: _Fields, head_dim: int, max_pos: int, arch: str) -> RopeSpec | None
 def _derived_max_len(f: _Fields, max_pos: int) -> int:
     # vllm/config/model.py _get_and_verify_max_len: the smallest of the length
     # keys, times the RoPE factor for scaling types that extend the context.
+    # Gemma-3's max_position_embeddings (128K) is already scaled, so vLLM skips
+    # the factor for any model_type containing "gemma3" (all of 0.11-0.33).
     scaling = f.get("rope_scaling") or {}
     stype = scaling.get("rope_type", scaling.get("type")) if isinstance(scaling, dict) else None
     length = max_pos
+    if "gemma3" in str(f.get("model_type", default="")):
+        return length
     if stype not in (None, "default", "llama3", "mrope", "su", "longrope") and isinstance(scaling, dict):
         factor = scaling.get("factor", 1.0)
         if stype == "yarn":

@@ -1,0 +1,31 @@
+"""max_model_len derived from the config, as vllm/config/model.py _get_and_verify_max_len does."""
+
+from vllm_fit.model_spec import spec_from_config
+
+
+def _cfg(model_type, arch, rope_scaling, max_pos=131072):
+    return {"architectures": [arch], "model_type": model_type, "hidden_size": 256, "intermediate_size": 512,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+            "vocab_size": 1024, "max_position_embeddings": max_pos, "torch_dtype": "bfloat16",
+            "rope_scaling": rope_scaling}
+
+
+def test_linear_rope_factor_extends_the_context():
+    # Llama with linear factor 4 over 8192 positions: vLLM derives 8192 x 4 = 32768.
+    spec = spec_from_config(_cfg("llama", "LlamaForCausalLM", {"rope_type": "linear", "factor": 4.0}, 8192), "t")
+    assert spec.derived_max_model_len == 32768
+
+
+def test_gemma3_rope_factor_is_not_applied_again():
+    # Gemma-3-27B: 131072 positions with linear factor 8.  vLLM skips the factor for
+    # model types containing "gemma3" (already scaled), so 131072, not 1,048,576.
+    cfg = _cfg("gemma3_text", "Gemma3ForCausalLM", {"rope_type": "linear", "factor": 8.0})
+    cfg.update({"sliding_window": 512, "layer_types": ["sliding_attention", "full_attention"]})
+    assert spec_from_config(cfg, "t").derived_max_model_len == 131072
+
+
+def test_catalog_gemma3_27b_serves_131072_by_default():
+    import vllm_fit
+
+    p = vllm_fit.plan("google/gemma-3-27b-it", gpu="H200", vllm_version="0.19.0")
+    assert p.settings["max_model_len"] == 131072
