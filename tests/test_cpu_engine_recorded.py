@@ -21,7 +21,7 @@ import vllm_fit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cpu-engine"
 CASES = json.loads((FIXTURES / "cases.json").read_text())
-# The last recorded run of the live tier (tests/test_engine_live.py), so that its 30
+# The last recorded run of the live tier (tests/test_engine_live.py), so that its 31
 # configurations are also checked where the engine is not installed.
 LIVE = json.loads((FIXTURES / "live-cases.json").read_text())
 

@@ -189,6 +189,9 @@ CASES: list[tuple[str, str, dict, dict, dict]] = [
     ("granite-h-fp8-kv", "Mamba-2 hybrid with fp8 KV: half the attention page, so a larger block (384)",
      _granite(["mamba", "mamba", "attention", "mamba"]),
      {"max_model_len": 2000, "kv_cache_dtype": "fp8", "kv_cache_memory_bytes": 100 * MiB}, {}),
+    ("gemma2-disable-sliding-window", "--disable-sliding-window: full attention everywhere, length capped at the "
+     "window (1000)", _gemma2(4, 1000),
+     {"disable_sliding_window": True, "kv_cache_memory_bytes": 40 * MiB}, {}),
     ("autofit-gemma2", "--max-model-len -1: the engine fits max_model_len to a 3 MiB budget (sliding + full)",
      _gemma2(4, 256), {"max_model_len": -1, "max_num_batched_tokens": 512, "kv_cache_memory_bytes": 3 * MiB}, {}),
 ]

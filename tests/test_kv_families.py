@@ -283,3 +283,14 @@ def test_hybrid_manager_flags_for_chunked_local_attention():
     # A Mamba hybrid cannot be folded into one type: vLLM raises, vllm-fit says so.
     with pytest.raises(VllmFitError, match="unified type"):
         plan("ibm-granite/granite-4.0-h-tiny", disable_hybrid_kv_cache_manager=True)
+
+
+def test_disable_sliding_window():
+    # --disable-sliding-window on gemma-2-9b: max_model_len capped at the 4096 window, all 42 layers
+    # full attention in one group: 42 x 131,072 = 5,505,024 B per block -> 1,950 blocks,
+    # 4096 / 16 = 256 per request, tokens int(1,950 x 4096 / 256) = 31,200.
+    p = plan("google/gemma-2-9b", max_model_len=None, disable_sliding_window=True)
+    assert p.settings["max_model_len"] == 4096 and groups(p) == [("full_attention", 42)]
+    assert (p.num_gpu_blocks, p.blocks_per_request, p.kv_cache_tokens) == (1950, 256, 31200)
+    # asking for more than the window is refused the way vLLM refuses a too-long max_model_len
+    assert not plan("google/gemma-2-9b", disable_sliding_window=True).fits

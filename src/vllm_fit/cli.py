@@ -94,6 +94,7 @@ def plan(
     disable_hybrid_kv_cache_manager: Optional[bool] = typer.Option(
         None, "--disable-hybrid-kv-cache-manager/--no-disable-hybrid-kv-cache-manager"),
     mamba_ssm_cache_dtype: Optional[str] = typer.Option(None, "--mamba-ssm-cache-dtype"),
+    disable_sliding_window: bool = typer.Option(False, "--disable-sliding-window"),
     mamba_cache_dtype: Optional[str] = typer.Option(None, "--mamba-cache-dtype"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
@@ -158,6 +159,7 @@ def plan(
             skip_mm_profiling=skip_mm_profiling or None,
             disable_hybrid_kv_cache_manager=disable_hybrid_kv_cache_manager,
             mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
+            disable_sliding_window=disable_sliding_window or None,
             mamba_cache_dtype=mamba_cache_dtype,
         )
         flags.update({k: v for k, v in cli_flags.items() if v is not None})

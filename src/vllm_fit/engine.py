@@ -54,6 +54,7 @@ class EngineSettings:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # KV groups (3A): platform rules, hybrid manager, Mamba state layout
     platform: str = "cuda"
+    disable_sliding_window: bool = False
     disable_hybrid_kv_cache_manager: bool = False
     in_flight_tokens: int = 0  # X of the sliding-window formula (max_in_flight_tokens)
     mamba_cache_mode: str = "none"  # none | all | align
@@ -228,11 +229,17 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
     auto_fit = args.max_model_len == -1
     if auto_fit and rules.minor < 14:
         raise FlagError(f"--max-model-len -1 (auto-fit) needs vLLM 0.14 or newer, not {rules.version}")
-    max_model_len = spec.derived_max_model_len if (args.max_model_len is None or auto_fit) else args.max_model_len
-    if max_model_len > spec.derived_max_model_len and refusal is None:
+    derived = spec.derived_max_model_len
+    if args.disable_sliding_window and spec.sliding_window is not None and spec.sliding_window < derived:
+        # --disable-sliding-window caps the length at the window (config/model.py
+        # _get_and_verify_max_len, max_len_key "sliding_window") and serves full attention
+        derived = spec.sliding_window
+        notes.append(f"--disable-sliding-window: every layer attends fully, max_model_len capped at {derived}")
+    max_model_len = derived if (args.max_model_len is None or auto_fit) else args.max_model_len
+    if max_model_len > derived and refusal is None:
         from .messages import max_model_len_too_long_error
 
-        refusal = max_model_len_too_long_error(max_model_len, spec.derived_max_model_len)
+        refusal = max_model_len_too_long_error(max_model_len, derived)
 
     # scheduler defaults for `vllm serve` (OPENAI_API_SERVER usage context)
     total = gpu.total_bytes
@@ -345,6 +352,7 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
         refusal=refusal,
         notes=tuple(notes),
         platform=platform,
+        disable_sliding_window=args.disable_sliding_window,
         disable_hybrid_kv_cache_manager=disable_hybrid,
         enable_expert_parallel=args.enable_expert_parallel,
         limit_mm_per_prompt=tuple(sorted((args.limit_mm_per_prompt or {}).items())),

@@ -235,6 +235,8 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
         kind = kinds[i]
         if kind == "full":
             out[i] = full
+        elif kind == "sliding" and s.disable_sliding_window:
+            out[i] = full
         elif kind == "sliding":
             out[i] = SlidingWindowSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
                                        packed_bytes_per_token=packed, sliding_window=spec.sliding_window or 0)

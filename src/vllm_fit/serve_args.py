@@ -47,6 +47,8 @@ class ServeArgs(BaseModel):
     num_gpu_blocks_override: Optional[int] = Field(None, ge=1, le=1 << 40)
     # Hybrid KV cache manager off: sliding/chunked layers reserve full-length KV.
     disable_hybrid_kv_cache_manager: Optional[bool] = None
+    # Full attention on every layer, max_model_len capped at the sliding window.
+    disable_sliding_window: bool = False
     # Mamba state dtypes (vllm/config/cache.py CacheConfig)
     mamba_ssm_cache_dtype: str = "auto"
     mamba_cache_dtype: str = "auto"
@@ -167,6 +169,7 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "--skip-mm-profiling": ("skip_mm_profiling", "bool"),
     "--no-skip-mm-profiling": ("skip_mm_profiling", "neg"),
     "--disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "bool"),
+    "--disable-sliding-window": ("disable_sliding_window", "bool"),
     "--no-disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "neg"),
     "--mamba-ssm-cache-dtype": ("mamba_ssm_cache_dtype", "str"),
     "--mamba-cache-dtype": ("mamba_cache_dtype", "str"),
