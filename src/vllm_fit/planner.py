@@ -26,29 +26,31 @@ from .engine import EngineSettings, resolve
 from .errors import FlagError
 from .gpus import GpuSpec
 from .kv_cache import (
+    PACKED_KV_DTYPES,
     ChunkedLocalAttentionSpec,
     FullAttentionSpec,
     KVCacheSpec,
-    PACKED_KV_DTYPES,
+    KVCapacity,
+    KVContext,
     KVGroupingError,
+    KVLayout,
     MambaSpec,
     MLAAttentionSpec,
     SlidingWindowSpec,
-    KVCapacity,
-    KVContext,
-    KVLayout,
     capacity,
     estimate_max_model_len,
     group_layers,
     needed_bytes_one_request,
     num_blocks_for,
-    project_to_worker,
     one_request_budget,
     packed_bytes_per_token,
+    project_to_worker,
 )
+from .memo import PlanMemo
+from .memo import call as memo_call
 from .model_spec import ModelSpec
-from .ssm import dtype_bytes, state_page_bytes
 from .serve_args import ServeArgs
+from .ssm import dtype_bytes, state_page_bytes
 from .units import GiB, MiB
 from .versions import VersionRules, uses_v2_runner
 from .weights import (
@@ -58,8 +60,8 @@ from .weights import (
     check_tensor_parallel,
     inventory_from_config,
     kv_heads_per_rank,
-    pp_partition,
     mxfp4_backend_for,
+    pp_partition,
     quantize_inventory_bnb4,
     quantize_inventory_fp8,
     rank_weight_bytes,
@@ -86,7 +88,7 @@ class RankPlan:
     kv_layout: KVLayout
 
     def to_dict(self) -> dict[str, Any]:
-        g = lambda b: round(b / GiB, 4)  # noqa: E731
+        g = lambda b: round(b / GiB, 4)
         return {
             "pp_rank": self.pp_rank,
             "layers": list(self.layers),
@@ -154,7 +156,7 @@ class Plan:
         return getattr(self, name) / GiB
 
     def to_dict(self) -> dict[str, Any]:
-        g = lambda b: None if b is None else round(b / GiB, 4)  # noqa: E731
+        g = lambda b: None if b is None else round(b / GiB, 4)
         return {
             "model": self.model,
             "model_source": self.model_source,
@@ -233,9 +235,7 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
     out: dict[int, KVCacheSpec] = {}
     for i in range(start, end):
         kind = kinds[i]
-        if kind == "full":
-            out[i] = full
-        elif kind == "sliding" and s.disable_sliding_window:
+        if kind == "full" or kind == "sliding" and s.disable_sliding_window:
             out[i] = full
         elif kind == "sliding":
             out[i] = SlidingWindowSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
@@ -282,7 +282,10 @@ def make_plan(
     tensors: list[Tensor] | None = None,
     free_at_start_bytes: int | None = None,
     platform: str = "cuda",
+    memo: PlanMemo | None = None,
 ) -> Plan:
+    """Plan one start-up.  ``memo`` (searches and sweeps) caches the pure
+    weight and activation steps across many plans of the same model."""
     s = resolve(spec, args, rules, gpu, platform)
     tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
     notes = list(s.notes) + list(spec.notes)
@@ -297,13 +300,13 @@ def make_plan(
     free0 = free_at_start_bytes if free_at_start_bytes is not None else total - cal.startup_used_bytes
     requested = _requested(rules, total, s.gpu_memory_utilization)
 
-    inventory = tensors if tensors is not None else inventory_from_config(spec)
+    inventory = tensors if tensors is not None else memo_call(memo, inventory_from_config, spec)
     if tensors is not None:
         notes.append("weights from the checkpoint's safetensors headers")
     if s.quantization == "fp8" and spec.quantization is None:
-        inventory = quantize_inventory_fp8(inventory)
+        inventory = memo_call(memo, quantize_inventory_fp8, inventory)
     if s.quantization == "bitsandbytes" and spec.quantization is None:
-        inventory = quantize_inventory_bnb4(inventory)
+        inventory = memo_call(memo, quantize_inventory_bnb4, inventory)
     # Expert parallelism: experts over all TP x DP ranks (vllm/config/parallel.py)
     ep_size = tp * s.data_parallel_size if (s.enable_expert_parallel and spec.moe is not None) else 1
     if s.enable_expert_parallel and spec.moe is None:
@@ -372,9 +375,9 @@ def make_plan(
     ranks: list[RankPlan] = []
     for pp_rank, (start, end) in enumerate(pp_partition(spec.num_layers, pp)):
         layout = Layout(tp=tp, pp=pp, pp_rank=pp_rank, start_layer=start, end_layer=end, ep_size=ep_size)
-        w = rank_weight_bytes(spec, inventory, layout, s.dtype, mxfp4_backend)
-        act = estimate_activation(
-            spec, rules,
+        w = memo_call(memo, rank_weight_bytes, spec, inventory, layout, s.dtype, mxfp4_backend)
+        act = memo_call(
+            memo, estimate_activation, spec, rules,
             max_num_batched_tokens=s.max_num_batched_tokens,
             max_num_seqs=s.max_num_seqs,
             tp=tp,

@@ -4,103 +4,42 @@
 plans any set of serve flags with ``make_plan``.  Every answer of advise and
 sweep comes from here, so it is exactly what the planner says.
 
-Speed: most of a plan's time goes into the weight inventory (building it,
-quantizing it, summing each rank's share), which depends only on the model
-and the parallel layout.  ``fast_planning()`` memoizes those pure core
-functions for the duration of a search; results are identical to unmemoized
-calls (checked in tests/test_sweep.py).  The core could keep such a cache
-itself; until it does, this wrapper lives here.
+Speed: searches and sweeps run inside ``fast_planning()``, which hands one
+``PlanMemo`` (vllm_fit.memo) to every ``make_plan`` call of the search, so the
+weight inventory and each layout's weight bytes are computed once.
 """
 
 from __future__ import annotations
 
-import threading
+import contextvars
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields, is_dataclass, replace
-from typing import Any, Callable, Iterator
+from dataclasses import replace
+from typing import Any
 
 from .errors import VllmFitError
 from .gpus import GpuSpec, custom_gpu, find_gpu
+from .memo import PlanMemo
 from .planner import Plan
 from .units import GiB
 
-# Pure functions of the core that planner.py calls by name; memoized while a
-# search runs.  Names missing after a core change are simply not memoized.
-_MEMOIZED = ("inventory_from_config", "quantize_inventory_fp8", "quantize_inventory_bnb4", "rank_weight_bytes",
-             "estimate_activation")
-_SCALARS = (str, int, float, bool, type(None))
-
-_lock = threading.RLock()
-_depth = 0
-_saved: dict[str, Callable[..., Any]] = {}
-
-
-_SMALL_DATACLASS_FIELDS: dict[type, tuple[str, ...] | None] = {}
-
-
-def _key_part(value: Any, keep: dict[int, Any]) -> Any:
-    if isinstance(value, _SCALARS):
-        return value
-    t = type(value)
-    try:
-        names = _SMALL_DATACLASS_FIELDS[t]
-    except KeyError:
-        names = None
-        if is_dataclass(value) and not isinstance(value, type):
-            names = tuple(f.name for f in fields(value))
-            if len(names) > 8:
-                names = None
-        _SMALL_DATACLASS_FIELDS[t] = names
-    if names is not None:  # small value objects (Layout): by value, they are rebuilt per plan
-        parts = tuple(getattr(value, n) for n in names)
-        if all(isinstance(p, _SCALARS) for p in parts):
-            return (t.__name__, parts)
-    keep[id(value)] = value  # pins the id for the life of the cache
-    return ("id", id(value))
-
-
-def _memoize(fn: Callable[..., Any]) -> Callable[..., Any]:
-    cache: dict[Any, Any] = {}
-    keep: dict[int, Any] = {}
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = (tuple(_key_part(a, keep) for a in args), tuple((k, _key_part(v, keep)) for k, v in sorted(kwargs.items())))
-        try:
-            return cache[key]
-        except KeyError:
-            pass
-        except TypeError:  # an unhashable scalar-like argument: call through
-            return fn(*args, **kwargs)
-        result = cache[key] = fn(*args, **kwargs)
-        return result
-
-    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
-    return wrapper
+_active_memo: contextvars.ContextVar[PlanMemo | None] = contextvars.ContextVar("vllm_fit_plan_memo", default=None)
 
 
 @contextmanager
-def fast_planning() -> Iterator[None]:
-    """Memoize the planner's pure weight/activation functions while inside."""
-    global _depth
-    from . import planner
-
-    with _lock:
-        if _depth == 0:
-            for name in _MEMOIZED:
-                fn = getattr(planner, name, None)
-                if callable(fn):
-                    _saved[name] = fn
-                    setattr(planner, name, _memoize(fn))
-        _depth += 1
+def fast_planning() -> Iterator[PlanMemo]:
+    """One memo for every plan made inside (re-entrant: an inner call reuses
+    the outer memo).  Per context, so concurrent web requests don't share it."""
+    memo = _active_memo.get()
+    if memo is not None:
+        yield memo
+        return
+    memo = PlanMemo()
+    token = _active_memo.set(memo)
     try:
-        yield
+        yield memo
     finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                for name, fn in _saved.items():
-                    setattr(planner, name, fn)
-                _saved.clear()
+        _active_memo.reset(token)
 
 
 def gpu_for(gpu: str | None, gpu_memory_gib: float | None = None) -> GpuSpec:
@@ -152,7 +91,7 @@ class Planner:
         self.calls = 0
 
     @property
-    def spec(self):  # noqa: ANN201 - ModelSpec
+    def spec(self):
         return self.resolved.spec
 
     @property
@@ -172,8 +111,9 @@ class Planner:
             return hit
         args = make_serve_args(**clean)
         free = self.free_at_start_bytes if g is self.gpu else None
-        with fast_planning():
-            p = make_plan(self.spec, args, self.rules, g, tensors=self.resolved.tensors, free_at_start_bytes=free)
+        with fast_planning() as memo:
+            p = make_plan(self.spec, args, self.rules, g, tensors=self.resolved.tensors, free_at_start_bytes=free,
+                          memo=memo)
         self.calls += 1
         if len(self._cache) < 20000:
             self._cache[key] = p
