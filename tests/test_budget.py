@@ -1,13 +1,11 @@
 """The start-up identity, KV arithmetic and vLLM's checks, with hand-derived numbers."""
 
-import math
 
 import pytest
 
 import vllm_fit
 from vllm_fit.activation import sampler_bytes
 from vllm_fit.units import GiB, MiB
-from vllm_fit.versions import rules_for
 
 H100 = 85_017_493_504  # measured total (shared/reference/gpu-measured.md)
 

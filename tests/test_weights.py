@@ -1,6 +1,5 @@
 """Weights per GPU, derived by hand from the published configs."""
 
-import pytest
 
 import vllm_fit
 from vllm_fit.sources import resolve_model
