@@ -48,7 +48,7 @@ def plan(
     Raises ``VllmFitError`` for bad input; a configuration vLLM would refuse is
     a plan with ``fits = False`` and vLLM's message in ``error``.
     """
-    from .gpus import custom_gpu, find_gpu
+    from .gpus import resolve_gpu
     from .planner import make_plan
     from .serve_args import make_serve_args
     from .sources import resolve_model
@@ -56,19 +56,7 @@ def plan(
     from .versions import rules_for
 
     rules = rules_for(vllm_version)
-    if gpu_memory_gib is not None:
-        try:
-            total = float(gpu_memory_gib)
-        except (TypeError, ValueError):
-            raise VllmFitError(f"--gpu-memory-gib {gpu_memory_gib!r} is not a number") from None
-        base = find_gpu(gpu) if gpu else None
-        g = custom_gpu(total, sms=base.sms if base else 132, name=base.name if base else None)
-        if base is not None:
-            from dataclasses import replace
-
-            g = replace(base, total_bytes=g.total_bytes, source=f"{base.source}; total overridden by --gpu-memory-gib")
-    else:
-        g = find_gpu(gpu or "H100")
+    g = resolve_gpu(gpu, gpu_memory_gib)
     args = make_serve_args(**serve_flags)
     resolved = resolve_model(model, config, allow_hub=allow_hub)
     free = None

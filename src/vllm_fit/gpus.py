@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -75,3 +75,19 @@ def custom_gpu(total_gib: float, sms: int = 132, name: str | None = None) -> Gpu
         capability="9.0",
         source="--gpu-memory-gib (user-supplied total); SM count assumed 132 (H100) for the Triton sampler scratch",
     )
+
+
+def resolve_gpu(gpu: str | None, gpu_memory_gib: float | None = None) -> GpuSpec:
+    """The GPU of a plan: a catalog name (default H100), or a total in GiB,
+    optionally on a named GPU's other properties (SMs, capability)."""
+    if gpu_memory_gib is None:
+        return find_gpu(gpu or "H100")
+    try:
+        total = float(gpu_memory_gib)
+    except (TypeError, ValueError):
+        raise VllmFitError(f"--gpu-memory-gib {gpu_memory_gib!r} is not a number") from None
+    base = find_gpu(gpu) if gpu else None
+    g = custom_gpu(total, sms=base.sms if base else 132, name=base.name if base else None)
+    if base is not None:
+        g = replace(base, total_bytes=g.total_bytes, source=f"{base.source}; total overridden by --gpu-memory-gib")
+    return g

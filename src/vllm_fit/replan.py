@@ -14,11 +14,10 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from .errors import VllmFitError
-from .gpus import GpuSpec, custom_gpu, find_gpu
+from .gpus import GpuSpec, resolve_gpu
 from .memo import PlanMemo
 from .planner import Plan
 from .units import GiB
@@ -42,19 +41,7 @@ def fast_planning() -> Iterator[PlanMemo]:
         _active_memo.reset(token)
 
 
-def gpu_for(gpu: str | None, gpu_memory_gib: float | None = None) -> GpuSpec:
-    """The GPU as ``vllm_fit.plan`` picks it (catalog name, or a total in GiB)."""
-    if gpu_memory_gib is None:
-        return find_gpu(gpu or "H100")
-    try:
-        total = float(gpu_memory_gib)
-    except (TypeError, ValueError):
-        raise VllmFitError(f"--gpu-memory-gib {gpu_memory_gib!r} is not a number") from None
-    base = find_gpu(gpu) if gpu else None
-    g = custom_gpu(total, sms=base.sms if base else 132, name=base.name if base else None)
-    if base is not None:
-        g = replace(base, total_bytes=g.total_bytes, source=f"{base.source}; total overridden by --gpu-memory-gib")
-    return g
+gpu_for = resolve_gpu  # the GPU as ``vllm_fit.plan`` picks it
 
 
 class Planner:
