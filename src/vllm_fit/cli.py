@@ -244,6 +244,22 @@ def versions() -> None:
         typer.echo(v + ("  (default)" if v == DEFAULT_VERSION else ""))
 
 
+@app.command(help="Serve the web page and REST API (needs the `web` extra: pip install 'vllm-fit[web]').")
+def web(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    cache_size: int = typer.Option(256, "--cache-size", min=0, help="Plans kept in memory (0: none)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log"),
+) -> None:
+    try:
+        from .web import serve
+        import fastapi, jinja2, uvicorn  # noqa: F401,E401
+    except ImportError as e:
+        _fail(f"the web server needs the `web` extra ({e.name} is missing): pip install 'vllm-fit[web]'")
+        return
+    serve(host=host, port=port, cache_size=cache_size, access_log=access_log)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     try:
         app(args=argv, prog_name="vllm-fit")

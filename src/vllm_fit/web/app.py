@@ -1,0 +1,214 @@
+"""The FastAPI application: REST under /api/ and a server-rendered page at /.
+
+Bad input is a 4xx with one message (``VllmFitError`` → 422, body too large →
+413, an optional module missing → 501); the page shows the same message in
+place of the result.  CPU-bound handlers that finish in milliseconds (plan,
+listings) run on the event loop; explain and sweep run in the thread pool so a
+big log does not stall the page.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
+
+from .. import __version__
+from ..errors import VllmFitError
+from . import service
+from .service import ExplainRequest, PlanCache, PlanRequest
+
+JSON_OBJECT = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
+ERRORS = {
+    413: {"description": "Request body too large"},
+    422: {"description": "Bad input: {detail: message}"},
+}
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes (declared or streamed) with 413."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    return await _send_json(send, 413, {"detail": f"request body over {self.limit} bytes"})
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _send_json(send, 413, {"detail": f"request body over {self.limit} bytes"})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_json(send, status: int, obj: dict) -> None:
+    body = json.dumps(obj).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(json.dumps(obj, default=str).encode(), status_code=status, media_type="application/json")
+
+
+def _optional_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def create_app(cache_size: int = 256) -> FastAPI:
+    app = FastAPI(
+        title="vllm-fit",
+        version=__version__,
+        description="Predict vLLM's start-up GPU memory offline. Every answer is computed locally; "
+                    "the Hugging Face hub is only reached for requests that set online=true.",
+    )
+    app.add_middleware(BodyLimit, limit=service.MAX_BODY_BYTES)
+    cache = PlanCache(cache_size)
+
+    @app.exception_handler(VllmFitError)
+    async def _bad_input(request: Request, exc: VllmFitError):
+        return JSONResponse({"detail": exc.message, "error": type(exc).__name__}, status_code=422)
+
+    # ------------------------------------------------------------ REST
+
+    def plan_json(req: Any) -> tuple[bytes, Any]:
+        key = service.request_key(req)
+        hit = cache.get(key)
+        if hit is None:
+            p = service.run_plan(req)
+            hit = (json.dumps(p.to_dict()).encode(), p)
+            cache.put(key, hit)
+        return hit
+
+    @app.post("/api/plan", responses={200: JSON_OBJECT, **ERRORS}, tags=["plan"],
+              summary="Plan one vllm serve start-up (the object of `vllm-fit plan --json`)")
+    async def api_plan(req: PlanRequest = Body(...)) -> Response:  # type: ignore[valid-type]
+        body, _ = plan_json(req)
+        return Response(body, media_type="application/json")
+
+    @app.post("/api/explain", responses={200: JSON_OBJECT, **ERRORS}, tags=["explain"],
+              summary="Read a pasted vLLM start-up log; compare it with the plan of the same configuration")
+    def api_explain(req: ExplainRequest) -> Response:
+        return _json(service.run_explain(req))
+
+    @app.post("/api/advise", responses={200: JSON_OBJECT, 501: {"description": "vllm_fit.advise missing"}, **ERRORS},
+              tags=["advise"], summary="Advice for a configuration (vllm_fit.advise)")
+    def api_advise(req: PlanRequest = Body(...)) -> Response:  # type: ignore[valid-type]
+        mod = _optional_module("vllm_fit.advise")
+        if mod is None:
+            return _json({"detail": "advice needs the module vllm_fit.advise, which this build does not have yet"}, 501)
+        return _json({"detail": "vllm_fit.advise is present but not wired to the web API yet"}, 501)
+
+    @app.post("/api/sweep", responses={200: JSON_OBJECT, 501: {"description": "vllm_fit.sweep missing"}, **ERRORS},
+              tags=["sweep"], summary="Plan a grid of configurations (vllm_fit.sweep)")
+    def api_sweep(req: PlanRequest = Body(...)) -> Response:  # type: ignore[valid-type]
+        mod = _optional_module("vllm_fit.sweep")
+        if mod is None:
+            return _json({"detail": "sweeps need the module vllm_fit.sweep, which this build does not have yet"}, 501)
+        return _json({"detail": "vllm_fit.sweep is present but not wired to the web API yet"}, 501)
+
+    @app.get("/api/models", responses={200: {"description": "OK"}}, tags=["catalog"], summary="The bundled model catalog")
+    async def api_models(search: str | None = Query(None, max_length=200)) -> Response:
+        return _json(service.list_models(search))
+
+    @app.get("/api/gpus", tags=["catalog"], summary="The GPU catalog (total memory as CUDA reports it)")
+    async def api_gpus() -> Response:
+        return _json(service.list_gpus())
+
+    @app.get("/api/versions", tags=["catalog"], summary="The vLLM versions vllm-fit models")
+    async def api_versions() -> Response:
+        return _json(service.list_versions())
+
+    # ------------------------------------------------------------ page
+
+    from . import page
+
+    def page_request(request: Request) -> tuple[dict[str, str], Any, str | None]:
+        """Query string → (form values, PlanRequest or None, error)."""
+        raw = {k: v for k, v in parse_qsl(request.url.query, keep_blank_values=False) if v.strip()}
+        known = set(PlanRequest.model_fields)
+        values = {k: v for k, v in raw.items() if k in known}
+        if not any(k in values for k in ("model", "command", "config_json")):
+            return raw, None, None
+        try:
+            return raw, PlanRequest.model_validate(values), None
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(x) for x in err.get("loc", ())) or "input"
+            return raw, None, f"{where}: {err.get('msg', 'invalid value')}"
+
+    def result_html(request: Request) -> tuple[dict[str, str], str]:
+        values, req, error = page_request(request)
+        if req is None:
+            return values, page.render_result(None, None, error, values)
+        try:
+            _, plan = plan_json(req)
+        except VllmFitError as e:
+            return values, page.render_result(None, req, e.message, values)
+        return values, page.render_result(plan, req, None, values)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index(request: Request) -> HTMLResponse:
+        values, result = result_html(request)
+        return HTMLResponse(page.render_page(values, result))
+
+    @app.get("/ui/plan", response_class=HTMLResponse, include_in_schema=False)
+    async def ui_plan(request: Request) -> HTMLResponse:
+        _, result = result_html(request)
+        return HTMLResponse(result)
+
+    @app.post("/ui/explain", response_class=HTMLResponse, include_in_schema=False)
+    async def ui_explain(request: Request) -> HTMLResponse:
+        raw = await request.body()
+        text = raw.decode("utf-8", errors="replace")
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = dict(parse_qsl(text, keep_blank_values=True))
+            text = form.get("log", "")
+            online = form.get("online") in ("on", "true", "1")
+        else:
+            online = request.query_params.get("online") in ("on", "true", "1")
+        if not text.strip():
+            return HTMLResponse(page.render_explain(None, "paste a vLLM log first"))
+        try:
+            from starlette.concurrency import run_in_threadpool
+
+            result = await run_in_threadpool(service.run_explain, ExplainRequest(log=text[: service.MAX_LOG_CHARS],
+                                                                                 online=online))
+        except VllmFitError as e:
+            return HTMLResponse(page.render_explain(None, e.message))
+        return HTMLResponse(page.render_explain(result, None))
+
+    app.state.query_of = lambda values: urlencode(values)
+    return app
