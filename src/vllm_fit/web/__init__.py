@@ -14,7 +14,25 @@ def create_app(cache_size: int = 256):
     return _create(cache_size=cache_size)
 
 
+def _warm_up() -> None:
+    """Import everything a plan needs and move the long-lived objects out of the GC's sight:
+    a plan allocates tens of thousands of small objects, and full collections over the
+    framework's heap were the slowest requests of the load test (benchmarks/web-load.md)."""
+    import gc
+
+    import vllm_fit
+    from . import page
+
+    vllm_fit.plan("Qwen/Qwen3-8B", gpu="H100", allow_hub=False).to_dict()
+    page._env()
+    page._choices()
+    gc.collect()
+    gc.freeze()
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, cache_size: int = 256, access_log: bool = True) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(cache_size), host=host, port=port, access_log=access_log, log_level="info")
+    app = create_app(cache_size)
+    _warm_up()
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -115,8 +116,11 @@ def create_app(cache_size: int = 256) -> FastAPI:
     @app.post("/api/plan", responses={200: JSON_OBJECT, **ERRORS}, tags=["plan"],
               summary="Plan one vllm serve start-up (the object of `vllm-fit plan --json`)")
     async def api_plan(req: PlanRequest = Body(...)) -> Response:  # type: ignore[valid-type]
+        t0 = time.perf_counter()
         body, _ = plan_json(req)
-        return Response(body, media_type="application/json")
+        # Server-Timing: the planner's own share of the latency (benchmarks/web_load.py reads it)
+        return Response(body, media_type="application/json",
+                        headers={"server-timing": f"plan;dur={(time.perf_counter() - t0) * 1000:.2f}"})
 
     @app.post("/api/explain", responses={200: JSON_OBJECT, **ERRORS}, tags=["explain"],
               summary="Read a pasted vLLM start-up log; compare it with the plan of the same configuration")
