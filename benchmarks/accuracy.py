@@ -7,8 +7,7 @@ KV-token error and mean absolute errors as Markdown.
 
     python benchmarks/accuracy.py [--shared ../shared] > benchmarks/accuracy.md
 
-Rows outside the dense-model scope (MoE, multimodal, w4a16/w8a8) are listed as
-out of scope, with the reason.  For PP rows the CSV holds stage 0's numbers;
+Every row is planned (MoE, MXFP4, multimodal, w4a16/w8a8 included).  For PP rows the CSV holds stage 0's numbers;
 the benchmark compares stage 0 for the per-rank terms and the global block count.
 """
 
@@ -27,15 +26,16 @@ import vllm_fit  # noqa: E402
 from vllm_fit.errors import VllmFitError  # noqa: E402
 from vllm_fit.units import GiB  # noqa: E402
 
-OUT_OF_SCOPE = {
-    "openai/gpt-oss-20b": "MoE + MXFP4 + sliding window (architecture issue)",
-    "openai/gpt-oss-120b": "MoE + MXFP4 + sliding window (architecture issue)",
-    "deepseek-ai/DeepSeek-R1": "MoE + MLA + FP8 block (architecture issue)",
-    "mistralai/Mistral-Small-3.2-24B-Instruct-2506": "multimodal (architecture issue)",
-    "mistralai/Mistral-Small-3.1-24B-Instruct-2503": "multimodal (architecture issue)",
-    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w4a16": "GPTQ/Marlin w4a16 (architecture issue)",
-    "RedHatAI/Meta-Llama-3.1-8B-Instruct-quantized.w8a8": "compressed-tensors int8 w8a8 (architecture issue)",
-}
+OUT_OF_SCOPE: dict[str, str] = {}
+# Rows whose run used a different sampler than the version's default CUDA path.
+# The Mistral-Small seed (seed 001: a separate deployment with --tokenizer-mode/--config-format/
+# --load-format mistral) logs 2.12 GiB of activation, impossible with 0.11's PyTorch sort
+# sampler (38 R V = 4.75 GiB alone, which the four text seeds of the same table do match) but
+# what the FlashInfer top-k/top-p sampler gives: 0.11 uses it whenever the flashinfer package
+# is installed (v1/sample/ops/topk_topp_sampler.py, VLLM_USE_FLASHINFER_SAMPLER unset).
+SAMPLER_OVERRIDE = {("seeds 0.11", "mistralai/Mistral-Small-3.2-24B-Instruct-2506"): "flashinfer"}
+# Measured rows that contradict themselves (see row_notes): shown, not averaged.
+INCONSISTENT_ROWS = {"openai/gpt-oss-120b"}
 CATALOG_ALIASES = {"RedHatAI/Llama-3.3-70B-Instruct-fp8-dynamic": "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic"}
 
 
@@ -83,6 +83,26 @@ def measured_terms(kind: str, r: dict) -> dict:
                 blocks=f(r["kv_cache_blocks"]), status=r["status"], failure="")
 
 
+def plan_row(kind: str, model: str, version: str, total: float, kw: dict):
+    """vllm_fit.plan for one row, with the row's sampler when it differs from the default."""
+    path = SAMPLER_OVERRIDE.get((kind, model))
+    if path is None:
+        return vllm_fit.plan(CATALOG_ALIASES.get(model, model), gpu="H100", gpu_memory_gib=total, vllm_version=version, **kw)
+    from dataclasses import replace
+
+    from vllm_fit.gpus import custom_gpu, find_gpu
+    from vllm_fit.planner import make_plan
+    from vllm_fit.serve_args import make_serve_args
+    from vllm_fit.sources import resolve_model
+    from vllm_fit.versions import rules_for
+
+    base = find_gpu("H100")
+    gpu = replace(base, total_bytes=custom_gpu(total, sms=base.sms).total_bytes)
+    resolved = resolve_model(CATALOG_ALIASES.get(model, model))
+    rules = replace(rules_for(version), sampler_path=path)
+    return make_plan(resolved.spec, make_serve_args(**kw), rules, gpu, tensors=resolved.tensors)
+
+
 def evaluate(shared: Path) -> list[dict]:
     """One dict per in-scope row: measured and predicted terms (GiB) and tokens."""
     results = []
@@ -90,11 +110,40 @@ def evaluate(shared: Path) -> list[dict]:
         if model in OUT_OF_SCOPE:
             continue
         m = measured_terms(kind, r)
-        p = vllm_fit.plan(CATALOG_ALIASES.get(model, model), gpu="H100", gpu_memory_gib=total, vllm_version=version, **kw)
+        p = plan_row(kind, model, version, total, kw)
         rank = p.ranks[0]
         results.append(dict(kind=kind, label=label, measured=m, plan=p,
                             weights=rank.weights_bytes / GiB, kv=rank.kv_cache_bytes / GiB))
     return results
+
+
+def row_notes(shared: Path) -> list[str]:
+    g = lambda b: b / GiB  # noqa: E731
+    kw = dict(max_model_len=16000, block_size=128)
+    at_090 = vllm_fit.plan("openai/gpt-oss-120b", gpu="H100", gpu_memory_gib=79.18, vllm_version="0.11.0", **kw)
+    at_095 = vllm_fit.plan("openai/gpt-oss-120b", gpu="H100", gpu_memory_gib=79.18, vllm_version="0.11.0",
+                           gpu_memory_utilization=0.95, **kw)
+    r1 = vllm_fit.plan("deepseek-ai/DeepSeek-R1", gpu="H100", gpu_memory_gib=79.18, vllm_version="0.11.0", max_model_len=16000)
+    return [
+        "* **gpt-oss-120b seed row** (weights 64.38, activation 7.38, non-torch 0.13, KV 3.33 GiB at "
+        "gpu_memory_utilization 0.9) breaks `KV = util x total - weights - activation - non-torch`: "
+        "0.9 x 79.18 - 64.38 - 7.38 - 0.13 = -0.63 GiB, which vLLM refuses. The activation is right (gpt-oss-120b "
+        "has gpt-oss-20b's hidden size and vocabulary, so the same sampler term) and so are the weights "
+        f"(vllm-fit: {g(at_090.weights_bytes):.2f} GiB). vllm-fit therefore predicts, at 0.9, "
+        f"KV {g(at_090.kv_cache_bytes):+.2f} GiB and the failure `{at_090.failure_kind}`; the logged 3.33 GiB is what "
+        f"0.95 gives: 0.95 x 79.18 - 64.38 - 7.38 - 0.13 = 3.33, and vllm-fit at 0.95 predicts "
+        f"{g(at_095.kv_cache_bytes):.2f} GiB ({at_095.kv_cache_tokens:,} tokens). The row was most likely run with "
+        "--gpu-memory-utilization 0.95 and recorded with the default.",
+        "* **gpt-oss weights**: MXFP4 experts on H100 use the Triton backend (mxfp4.py, vLLM 0.11); its "
+        "swizzled scales (rows padded to 256) are new tensors while the loaded scales stay registered, and the "
+        "expert biases become float32: +0.59 GiB over the checkpoint bytes for 20b, +3.54 GiB for 120b.",
+        "* **Mistral-Small-3.2 seed row**: planned with the FlashInfer sampler (see SAMPLER_OVERRIDE in "
+        "accuracy.py): its 2.12 GiB activation rules out 0.11's sort path (4.75 GiB of sampler alone). With it the "
+        "peak is the LM forward (MLP 1.81 GiB) plus the 0.11 encoder cache (2 images expanded to [8192, 5120]) "
+        "and inputs_embeds. The 0.19 row needs no override (Triton sampler; encoder cache kept unexpanded).",
+        f"* **DeepSeek-R1 seed row** (failed at load): vllm-fit needs {g(r1.weights_bytes):.1f} GiB per GPU at TP=1 "
+        f"and reports `{r1.failure_kind}`: {r1.error}",
+    ]
 
 
 def main() -> None:
@@ -115,8 +164,7 @@ def main() -> None:
             continue
         m = measured_terms(kind, r)
         try:
-            p = vllm_fit.plan(CATALOG_ALIASES.get(model, model), gpu="H100", gpu_memory_gib=total,
-                              vllm_version=version, **kw)
+            p = plan_row(kind, model, version, total, kw)
         except VllmFitError as e:
             skipped.append(f"| {kind} | {label} | no plan: {e} |")
             continue
@@ -128,8 +176,14 @@ def main() -> None:
         status = f"{m['status']}/{'ok' if p.fits else 'failed'}"
         if "DP" in label or "dp2" in label:
             status += " (DP=2 log failed: one GPU visible)"
+        if model == "openai/gpt-oss-120b":
+            status += " (row inconsistent, see notes)"
+        if (kind, model) in SAMPLER_OVERRIDE:
+            status += f" ({SAMPLER_OVERRIDE[(kind, model)]} sampler, see notes)"
         cells = []
         e = errs.setdefault(kind, {"weights": [], "activation": [], "non_torch": [], "kv": [], "tok": []})
+        if model in INCONSISTENT_ROWS:
+            e = {"weights": [], "activation": [], "non_torch": [], "kv": [], "tok": []}  # not in the means
         for key, pred in (("weights", pw), ("activation", pa), ("non_torch", pn)):
             if m[key] is None:
                 cells.append("-")
@@ -161,7 +215,9 @@ def main() -> None:
         out.append(f"| {kind} | {len(e['kv'])} | {mean(e['weights']):.3f} | {mean(e['activation']):.3f} | "
                    f"{mean(e['non_torch']):.3f} | {mean(e['kv']):.3f} | {max(e['kv'] or [0]):.3f} | "
                    f"{mean(e['tok']):.3f} | {max(e['tok'] or [0]):.3f} |")
-    out += ["", "## Not planned here", "", "| set | configuration | why |", "|---|---|---|"] + skipped
+    out += ["", "## Notes on individual rows", ""] + row_notes(shared)
+    if skipped:
+        out += ["", "## Not planned here", "", "| set | configuration | why |", "|---|---|---|"] + skipped
     print("\n".join(out))
 
 

@@ -38,6 +38,24 @@ def readme_rows(readme: Path) -> dict[str, dict[str, str]]:
     return rows
 
 
+def _deep_update(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k != "vision_config":
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def _paths(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "vision_config":
+            out += _paths(v, f"{prefix}{k}.")
+        else:
+            out.append(prefix + k)
+    return out
+
+
 def main() -> None:
     src = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "model-configs"
     rows = readme_rows(src / "README.md")
@@ -70,6 +88,46 @@ def main() -> None:
                 "copied_from": f"shared/model-configs/{model_id}",
             },
         })
+    # Partial or missing configs completed from fields that can be established
+    # (tools/catalog_completions.json says which fields and from what).
+    by_id = {e["id"]: e for e in entries}
+    for c in json.loads((ROOT / "tools" / "catalog_completions.json").read_text()):
+        cfg: dict = {}
+        own: dict = {}
+        if c.get("base"):
+            cfg = json.loads((src / c["base"] / "config.json").read_text())
+        if c.get("from_file"):
+            own = json.loads((src / c["id"] / c["from_file"]).read_text())
+            own.pop("_provenance", None)
+            if c.get("base"):
+                # the partial facts must agree with the sibling they are completed from
+                text = cfg.get("text_config", cfg)
+                clash = {k: v for k, v in own.items() if text.get(k, v) != v}
+                if clash:
+                    raise SystemExit(f"{c['id']}: partial facts disagree with {c['base']}: {clash}")
+            else:
+                cfg = own
+        set_fields = c.get("set", {})
+        _deep_update(cfg, set_fields)
+        dest = out_models / c["id"]
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "config.completed.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        entry = by_id.get(c["id"])
+        if entry is None:
+            entry = {"id": c["id"], "files": [], "provenance": {"source": "", "verbatim": "", "size_facts": "",
+                                                                "caveats": "", "copied_from": ""}}
+            entries.append(entry)
+            by_id[c["id"]] = entry
+        entry["config_file"] = "config.completed.json"
+        entry["files"] = sorted(set(entry["files"]) | {"config.completed.json"})
+        entry["provenance"]["completed"] = {
+            "from_file": c.get("from_file"),
+            "base": c.get("base"),
+            "fields_set": sorted(_paths(set_fields)),
+            "fields_from_base": sorted(_paths(cfg)) if c.get("base") and not c.get("from_file") else
+            sorted(set(_paths(cfg)) - set(_paths(own)) - set(_paths(set_fields))) if c.get("base") else [],
+            "why": c["why"],
+        }
     derived = json.loads((ROOT / "tools" / "derived_models.json").read_text())
     for d in derived:
         dest = out_models / d["id"]

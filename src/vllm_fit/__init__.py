@@ -3,6 +3,13 @@
     >>> import vllm_fit
     >>> p = vllm_fit.plan("qwen3-8b", gpu="H100", max_model_len=8192, vllm_version="0.19.0")
     >>> p.fits, p.num_gpu_blocks
+
+Advice, sweeps and deployment manifests (plain dicts, vLLM's flag names,
+VllmFitError on bad input):
+
+    >>> from vllm_fit.advise import advise      # advise(model, gpu=..., concurrency=..., **serve_flags) -> dict
+    >>> from vllm_fit.sweep import sweep        # sweep(model, gpu=[...], tensor_parallel_size=[...], ...) -> list[dict]
+    >>> from vllm_fit.deploy import deploy      # deploy(model, gpu=..., **serve_flags) -> dict
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ def plan(
     config: str | Path | None = None,
     free_memory_gib: float | None = None,
     allow_hub: bool = True,
+    platform: str = "cuda",
     **serve_flags: Any,
 ) -> Plan:
     """Plan one ``vllm serve`` start-up.
@@ -34,6 +42,9 @@ def plan(
     pipeline_parallel_size, max_model_len, gpu_memory_utilization, block_size,
     kv_cache_dtype, dtype, quantization, max_num_seqs, max_num_batched_tokens,
     enforce_eager, enable_prefix_caching, kv_cache_memory_bytes, ...
+    ``platform="cpu"`` applies vLLM's CPU-backend KV rules (block size 128,
+    MLA block 16, one batch in flight): it is how vllm-fit is checked against
+    the real CPU engine.
     Raises ``VllmFitError`` for bad input; a configuration vLLM would refuse is
     a plan with ``fits = False`` and vLLM's message in ``error``.
     """
@@ -65,7 +76,8 @@ def plan(
         if not 0 < float(free_memory_gib) <= g.total_bytes / GiB:
             raise VllmFitError(f"free memory {free_memory_gib} GiB must be between 0 and the GPU's total")
         free = int(float(free_memory_gib) * GiB)
-    return make_plan(resolved.spec, args, rules, g, tensors=resolved.tensors, free_at_start_bytes=free)
+    return make_plan(resolved.spec, args, rules, g, tensors=resolved.tensors, free_at_start_bytes=free,
+                     platform=platform)
 
 
 def plan_command(command: str | list[str], **overrides: Any) -> Plan:

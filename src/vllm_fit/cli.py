@@ -49,6 +49,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _mm_limits(raw: Optional[str]) -> Optional[dict]:
+    from .serve_args import parse_mm_limits
+
+    if raw is None:
+        return None
+    try:
+        return parse_mm_limits(raw)
+    except ValueError:
+        _fail(f'--limit-mm-per-prompt {raw!r} is not a modality limit (example: \'{{"image": 2}}\')')
+        return None
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": False},
     help="Plan a vLLM start-up: `vllm-fit plan MODEL --gpu H100 [vLLM flags]` or `vllm-fit plan -- vllm serve MODEL ...`.",
@@ -76,6 +88,9 @@ def plan(
     enable_prefix_caching: Optional[bool] = typer.Option(None, "--enable-prefix-caching/--no-enable-prefix-caching"),
     kv_cache_memory_bytes: Optional[str] = typer.Option(None, "--kv-cache-memory-bytes", "--kv-cache-memory"),
     num_gpu_blocks_override: Optional[int] = typer.Option(None, "--num-gpu-blocks-override"),
+    enable_expert_parallel: bool = typer.Option(False, "--enable-expert-parallel", "-ep"),
+    limit_mm_per_prompt: Optional[str] = typer.Option(None, "--limit-mm-per-prompt", help='e.g. \'{"image": 2}\''),
+    skip_mm_profiling: bool = typer.Option(False, "--skip-mm-profiling"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     import vllm_fit
@@ -134,6 +149,9 @@ def plan(
             enable_prefix_caching=enable_prefix_caching,
             kv_cache_memory_bytes=hint(kv_cache_memory_bytes, "--kv-cache-memory-bytes"),
             num_gpu_blocks_override=num_gpu_blocks_override,
+            enable_expert_parallel=enable_expert_parallel or None,
+            limit_mm_per_prompt=_mm_limits(limit_mm_per_prompt),
+            skip_mm_profiling=skip_mm_profiling or None,
         )
         flags.update({k: v for k, v in cli_flags.items() if v is not None})
         if model is None and config is None:
@@ -242,6 +260,203 @@ def versions() -> None:
 
     for v in supported_versions():
         typer.echo(v + ("  (default)" if v == DEFAULT_VERSION else ""))
+
+
+# ---------------------------------------------------------------- advise / sweep / deploy
+
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+# vLLM flags without a value that do not change the plan but belong on a serve line
+_PASSTHROUGH_SWITCHES = ("--disable-hybrid-kv-cache-manager", "--async-scheduling", "--trust-remote-code",
+                         "--enable-auto-tool-choice", "--disable-log-requests")
+
+
+def _serve_flags(extra: list[str], passthrough: Optional[list] = None) -> dict:
+    """vLLM's own flags (--max-model-len 16k, -tp 2, ...) given after the model.  Flags vLLM knows that
+    do not change memory (--kv-offloading-size 62, --served-model-name x) go to ``passthrough``."""
+    from .serve_args import _IGNORED_WITH_VALUE, parse_serve_command
+
+    model, flags, ignored = parse_serve_command(["serve", *extra])
+    if model is not None:
+        _fail(f"unexpected argument {model!r} (the model comes first, once)")
+    for item in ignored:
+        name = item.split()[0].split("=")[0]
+        if name in _PASSTHROUGH_SWITCHES and (" " in item or "=" in item):
+            _fail(f"{name} takes no value")
+        if name not in _IGNORED_WITH_VALUE and name not in _PASSTHROUGH_SWITCHES:
+            _fail(f"unknown option {name!r}: give vLLM flags by their `vllm serve` names (see `vllm-fit plan --help`)")
+        if passthrough is not None:
+            passthrough.extend(item.split(" ", 1) if " " in item and "=" not in item.split()[0] else [item])
+    return flags
+
+
+@app.command(
+    context_settings=_PASSTHROUGH,
+    help="What to change so vLLM starts, serves N requests of L tokens and cold-starts fast: "
+    "`vllm-fit advise MODEL --gpu H100 [vLLM flags] [--concurrency N] [--context L] [--goal ...]`. "
+    "Every answer is re-planned (the next step beyond it is shown failing).",
+)
+def advise(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Catalog name, config.json / folder, or hub id."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU from `vllm-fit gpus` (default H100)."),
+    gpu_memory_gib: Optional[float] = typer.Option(None, "--gpu-memory-gib"),
+    free_memory_gib: Optional[float] = typer.Option(None, "--free-memory-gib"),
+    vllm_version: Optional[str] = typer.Option(None, "--vllm-version"),
+    config: Optional[str] = typer.Option(None, "--config"),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Concurrent requests to serve (default 1)."),
+    context: Optional[str] = typer.Option(None, "--context", help="Tokens per request (default: --max-model-len or the model's)."),
+    goal: str = typer.Option("throughput", "--goal", help="throughput, latency, cold-start or long-context."),
+    prices: Optional[str] = typer.Option(None, "--prices", help="JSON file: GPU name -> USD per GPU-hour."),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node"),
+    link_gb_s: float = typer.Option(20.0, "--link-gb-s", help="Host-to-GPU bandwidth for restore, GB/s (default 20: PCIe 4.0 x16 in practice)."),
+    disk_gb_s: float = typer.Option(2.0, "--disk-gb-s", help="Checkpoint image read bandwidth, GB/s (default 2: one NVMe)."),
+    kv_compression: float = typer.Option(1.0, "--kv-compression", help="Checkpoint compression of KV pages (default 1 = none)."),
+    kv_offloading_size: Optional[float] = typer.Option(None, "--kv-offloading-size", help="CPU KV offloading GiB to evaluate."),
+    host_ram_gib: Optional[float] = typer.Option(None, "--host-ram-gib", help="Host RAM, to check the offloading buffer against."),
+    no_cheapest: bool = typer.Option(False, "--no-cheapest", help="Skip the cheapest-GPU search."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+) -> None:
+    from .advise import advise as run_advise
+    from .advise import render_advice
+    from .serve_args import human_readable_int
+
+    try:
+        flags = _serve_flags(list(ctx.args))
+        ctx_tokens = None
+        if context is not None:
+            try:
+                ctx_tokens = human_readable_int(context)
+            except ValueError:
+                _fail(f"--context {context!r} is not a number of tokens")
+        result = run_advise(
+            model, gpu=gpu, gpu_memory_gib=gpu_memory_gib, free_memory_gib=free_memory_gib, vllm_version=vllm_version,
+            config=config, concurrency=concurrency, context=ctx_tokens, goal=goal, prices=prices,
+            gpus_per_node=gpus_per_node, link_gb_s=link_gb_s, disk_gb_s=disk_gb_s, kv_compression=kv_compression,
+            kv_offloading_size=kv_offloading_size, host_ram_gib=host_ram_gib, include_cheapest=not no_cheapest, **flags,
+        )
+    except VllmFitError as e:
+        _fail(str(e))
+        return
+    typer.echo(json.dumps(result, indent=2) if as_json else render_advice(result))
+
+
+@app.command(
+    context_settings=_PASSTHROUGH,
+    help="Plan a grid of configurations: `vllm-fit sweep MODEL --gpu H100,L40S --tensor-parallel-size 1,2 "
+    "--gpu-memory-utilization 0.5:0.9:0.1 --max-model-len 4k,16k --kv-cache-dtype auto,fp8 --max-num-seqs 64,256` "
+    "(lists or start:stop:step); other vLLM flags are fixed. CSV or JSON rows; --plots DIR writes PNG and SVG.",
+)
+def sweep(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Catalog name, config.json / folder, or hub id."),
+    gpu: str = typer.Option("H100", "--gpu", help="Comma list of GPUs."),
+    tensor_parallel_size: Optional[str] = typer.Option(None, "--tensor-parallel-size", "-tp"),
+    gpu_memory_utilization: Optional[str] = typer.Option(None, "--gpu-memory-utilization"),
+    max_model_len: Optional[str] = typer.Option(None, "--max-model-len"),
+    kv_cache_dtype: Optional[str] = typer.Option(None, "--kv-cache-dtype"),
+    max_num_seqs: Optional[str] = typer.Option(None, "--max-num-seqs"),
+    vllm_version: Optional[str] = typer.Option(None, "--vllm-version"),
+    gpu_memory_gib: Optional[float] = typer.Option(None, "--gpu-memory-gib"),
+    config: Optional[str] = typer.Option(None, "--config"),
+    fmt: str = typer.Option("csv", "--format", help="csv or json."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write rows to this file instead of stdout."),
+    plots: Optional[str] = typer.Option(None, "--plots", help="Folder for the PNG and SVG plots (needs vllm-fit[plots])."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
+) -> None:
+    from pathlib import Path
+
+    from .sweep import parse_list, rows_to_csv
+    from .sweep import sweep as run_sweep
+
+    if as_json:
+        fmt = "json"
+    if fmt not in ("csv", "json"):
+        _fail(f"--format {fmt!r}: use csv or json")
+    try:
+        flags = _serve_flags(list(ctx.args))
+        rows = run_sweep(
+            model,
+            gpu=parse_list(gpu, str, "--gpu"),
+            tensor_parallel_size=parse_list(tensor_parallel_size, int, "--tensor-parallel-size"),
+            gpu_memory_utilization=parse_list(gpu_memory_utilization, float, "--gpu-memory-utilization"),
+            max_model_len=parse_list(max_model_len, int, "--max-model-len"),
+            kv_cache_dtype=parse_list(kv_cache_dtype, str, "--kv-cache-dtype"),
+            max_num_seqs=parse_list(max_num_seqs, int, "--max-num-seqs"),
+            vllm_version=vllm_version, gpu_memory_gib=gpu_memory_gib, config=config, **flags,
+        )
+        files = []
+        if plots:
+            from .plots import plot_all
+
+            files = plot_all(rows, plots)
+    except VllmFitError as e:
+        _fail(str(e))
+        return
+    text = json.dumps(rows, indent=1) if fmt == "json" else rows_to_csv(rows)
+    if output:
+        try:
+            Path(output).write_text(text)
+        except OSError as e:
+            _fail(f"cannot write {output}: {e.strerror or e}")
+        typer.echo(f"{len(rows)} configurations -> {output}", err=True)
+    else:
+        typer.echo(text.rstrip("\n"))
+    for f in files:
+        typer.echo(f"plot: {f}", err=True)
+
+
+@app.command(
+    context_settings=_PASSTHROUGH,
+    help="The `vllm serve` line, `docker run`, Kubernetes Pod/Deployment (or a LeaderWorkerSet across nodes) and "
+    "Helm values for a configuration that starts: `vllm-fit deploy MODEL --gpu H100 -tp 2 --max-model-len 16000`.",
+)
+def deploy(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Catalog name, config.json / folder, or hub id."),
+    gpu: Optional[str] = typer.Option(None, "--gpu"),
+    gpu_memory_gib: Optional[float] = typer.Option(None, "--gpu-memory-gib"),
+    vllm_version: Optional[str] = typer.Option(None, "--vllm-version"),
+    config: Optional[str] = typer.Option(None, "--config"),
+    name: Optional[str] = typer.Option(None, "--name", help="Kubernetes name (default from the model)."),
+    namespace: Optional[str] = typer.Option(None, "--namespace"),
+    image: Optional[str] = typer.Option(None, "--image", help="Default vllm/vllm-openai:v<version>."),
+    hf_secret: str = typer.Option("hf-token", "--hf-secret", help="Secret holding the Hugging Face token."),
+    hf_secret_key: str = typer.Option("HF_TOKEN", "--hf-secret-key"),
+    cache_pvc: Optional[str] = typer.Option(None, "--cache-pvc", help="PVC for the model cache (default emptyDir)."),
+    port: int = typer.Option(8000, "--port"),
+    replicas: int = typer.Option(1, "--replicas"),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node"),
+    what: str = typer.Option("all", "--format", help="all, serve, docker, kubernetes, pod, deployment or helm."),
+    write_chart: Optional[str] = typer.Option(None, "--write-chart", help="Copy the Helm chart and the planned values here."),
+    force: bool = typer.Option(False, "--force", help="Write manifests even if the plan says vLLM fails."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+) -> None:
+    from .deploy import deploy as run_deploy
+    from .deploy import render_deploy
+
+    if what not in ("all", "serve", "docker", "kubernetes", "pod", "deployment", "helm"):
+        _fail(f"--format {what!r}: use all, serve, docker, kubernetes, pod, deployment or helm")
+    try:
+        extra: list = []
+        flags = _serve_flags(list(ctx.args), extra)
+        d = run_deploy(
+            model, gpu=gpu, gpu_memory_gib=gpu_memory_gib, vllm_version=vllm_version, config=config, name=name,
+            namespace=namespace, image=image, hf_secret=hf_secret, hf_secret_key=hf_secret_key, cache_pvc=cache_pvc,
+            port=port, replicas=replicas, gpus_per_node=gpus_per_node, force=force, extra_args=extra, **flags,
+        )
+        if write_chart:
+            from .helm import write_chart as write
+
+            if not d.get("helm_values"):
+                _fail("no Helm chart for a multi-node layout; use the LeaderWorkerSet manifest")
+            for f in write(write_chart, d["helm_values"]):
+                typer.echo(f"wrote {f}", err=True)
+    except VllmFitError as e:
+        _fail(str(e))
+        return
+    typer.echo(json.dumps(d, indent=2) if as_json else render_deploy(d, what))
 
 
 @app.command(help="Serve the web page and REST API (needs the `web` extra: pip install 'vllm-fit[web]').")

@@ -9,13 +9,14 @@ input but that vLLM refuses are returned as ``refusal`` with vLLM's text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .errors import FlagError
 from .gpus import GpuSpec
 from .model_spec import DTYPE_BYTES, ModelSpec, normalize_dtype
 from .serve_args import ServeArgs
-from .units import GiB
+from .units import GiB, cdiv
 from .versions import VersionRules
 
 KV_DTYPE_BYTES = {
@@ -51,6 +52,18 @@ class EngineSettings:
     num_gpu_blocks_override: int | None
     refusal: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # KV groups (3A): platform rules, hybrid manager, Mamba state layout
+    platform: str = "cuda"
+    disable_hybrid_kv_cache_manager: bool = False
+    in_flight_tokens: int = 0  # X of the sliding-window formula (max_in_flight_tokens)
+    mamba_cache_mode: str = "none"  # none | all | align
+    mamba_block_size: int | None = None
+    mamba_page_size_padded: int | None = None
+    mamba_ssm_cache_dtype: str = "auto"
+    # MoE / multimodal (3B)
+    enable_expert_parallel: bool = False
+    limit_mm_per_prompt: tuple[tuple[str, int], ...] = ()
+    skip_mm_profiling: bool = False
 
     def as_flags(self) -> dict[str, object]:
         """The settings by vLLM's engine-argument names (snake_case)."""
@@ -71,7 +84,22 @@ class EngineSettings:
             "enforce_eager": self.enforce_eager,
             "kv_cache_memory_bytes": self.kv_cache_memory_bytes,
             "num_gpu_blocks_override": self.num_gpu_blocks_override,
+            "disable_hybrid_kv_cache_manager": self.disable_hybrid_kv_cache_manager,
+            "enable_expert_parallel": self.enable_expert_parallel,
+            "limit_mm_per_prompt": dict(self.limit_mm_per_prompt) or None,
+            "skip_mm_profiling": self.skip_mm_profiling,
         }
+
+
+# vllm-fit's format names -> the name vLLM's --quantization / config uses
+_VLLM_QUANT_NAME = {
+    "compressed-tensors-fp8": "compressed-tensors", "compressed-tensors-int8": "compressed-tensors",
+    "compressed-tensors-wna16": "compressed-tensors", "compressed-tensors-nvfp4": "compressed-tensors",
+    "bitsandbytes-4bit": "bitsandbytes", "bitsandbytes-8bit": "bitsandbytes", "modelopt-fp8": "modelopt",
+}
+# --quantization values vLLM accepts for a checkpoint of that method
+_QUANT_OVERRIDES = {"gptq": {"gptq_marlin"}, "awq": {"awq_marlin"}, "modelopt_fp4": {"modelopt"}}
+_MIN_CAPABILITY = {"compressed-tensors-nvfp4": 10.0, "modelopt_fp4": 10.0, "fp8": 8.9, "compressed-tensors-fp8": 8.9}
 
 
 def _capability(gpu: GpuSpec) -> float:
@@ -96,7 +124,12 @@ def capture_sizes(rules: VersionRules, max_num_seqs: int, max_num_batched_tokens
     return sorted(s for s in set(sizes) if s <= max_num_batched_tokens and s <= max(top, 1))
 
 
-def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec) -> EngineSettings:
+def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec, platform: str = "cuda") -> EngineSettings:
+    """``platform`` "cpu" applies vLLM's CPU backend rules (vllm/platforms/cpu.py:
+    default block size 128, MLA block 16, no async scheduling); it exists to
+    check vllm-fit against the real CPU engine."""
+    if platform not in ("cuda", "cpu"):
+        raise FlagError(f"unknown platform {platform!r}", "Use cuda (the default) or cpu.")
     notes: list[str] = list(rules.notes)
     refusal: str | None = None
     cap = _capability(gpu)
@@ -120,43 +153,69 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec)
                 "Use --dtype float16.",
             )
 
-    # quantization in effect
+    # quantization in effect (vllm/config/model.py _verify_quantization): the checkpoint's
+    # method, upgraded to its Marlin kernel on sm80+ (gptq -> gptq_marlin, awq -> awq_marlin)
     quant = None
     ckpt_q = spec.quantization
     if ckpt_q is not None:
-        ckpt_method = "compressed-tensors" if ckpt_q.method.startswith("compressed-tensors") else ckpt_q.method
-        if args.quantization is not None and args.quantization != ckpt_method:
+        ckpt_method = _VLLM_QUANT_NAME.get(ckpt_q.method, ckpt_q.method)
+        accepted = {ckpt_method} | _QUANT_OVERRIDES.get(ckpt_method, set())
+        if args.quantization is not None and args.quantization not in accepted:
             refusal = (
                 f"ValueError: Quantization method specified in the model config ({ckpt_method}) does not match "
                 f"the quantization method specified in the `quantization` argument ({args.quantization})."
             )
         quant = ckpt_method
+        if ckpt_method in ("gptq", "awq") and cap >= 8.0 and args.quantization not in ("gptq", "awq"):
+            quant = f"{ckpt_method}_marlin"
+            notes.append(f"the {ckpt_method} checkpoint runs with the {quant} kernels (repacked at load time)")
+        if ckpt_method in ("fp8", "compressed-tensors", "modelopt", "modelopt_fp4", "mxfp4") and cap < _MIN_CAPABILITY.get(ckpt_q.method, 0):
+            notes.append(f"{gpu.name} lacks native {ckpt_q.method} kernels: vLLM falls back to a weight-only Marlin path")
     elif args.quantization is not None:
-        if args.quantization != "fp8":
+        if args.quantization not in ("fp8", "bitsandbytes"):
             raise FlagError(
                 f"--quantization {args.quantization} needs a checkpoint quantized that way, and {spec.name} is not",
-                "Runtime quantization of a 16-bit checkpoint is modelled for --quantization fp8.",
+                "Runtime quantization of a 16-bit checkpoint is modelled for --quantization fp8 and bitsandbytes.",
             )
-        quant = "fp8"
+        quant = args.quantization
 
-    # KV cache dtype
-    if args.kv_cache_dtype not in KV_DTYPE_BYTES:
+    # KV cache dtype (vllm/config/cache.py CacheDType per version)
+    kv_dtype = args.kv_cache_dtype
+    if kv_dtype not in KV_DTYPE_BYTES and kv_dtype != "fp8_ds_mla":
         raise FlagError(
-            f"--kv-cache-dtype {args.kv_cache_dtype} is not modelled for dense models",
+            f"--kv-cache-dtype {kv_dtype} (a packed format with per-token scales, vLLM 0.33) is not modelled",
             "Use auto, bfloat16, float16 or an fp8 variant (fp8, fp8_e4m3, fp8_e5m2).",
         )
-    if args.kv_cache_dtype == "float16" and rules.minor < 33:
+    if kv_dtype == "float16" and rules.minor < 33:
         raise FlagError(f"vLLM {rules.version} has no --kv-cache-dtype float16", "It was added in 0.33; use auto.")
-    kv_bytes = KV_DTYPE_BYTES[args.kv_cache_dtype] or DTYPE_BYTES[dtype]
+    if kv_dtype == "fp8_ds_mla":
+        if rules.minor < 14 or "mla" not in spec.layer_kinds:
+            raise FlagError(
+                f"--kv-cache-dtype fp8_ds_mla needs an MLA model and vLLM 0.14 or newer",
+                "It is DeepSeek-V3.2's 656-byte latent format; use fp8 or auto.",
+            )
+        kv_bytes = 1
+    else:
+        kv_bytes = KV_DTYPE_BYTES[kv_dtype] or DTYPE_BYTES[dtype]
 
-    # block size (platforms/cuda.py default 16; allowed values per version)
-    block_size = args.block_size or rules.default_block_size
+    # block size (platforms/cuda.py default 16, platforms/cpu.py 128; allowed values per version)
+    default_block = 128 if platform == "cpu" else rules.default_block_size
+    block_size = args.block_size or default_block
     allowed = {1, 8, 16, 32, 64, 128} if rules.minor < 14 else ({1, 8, 16, 32, 64, 128, 256} if rules.minor < 33 else None)
     if args.block_size is not None and allowed is not None and block_size not in allowed:
         raise FlagError(
             f"vLLM {rules.version} does not accept --block-size {block_size}",
             "Allowed: " + ", ".join(str(b) for b in sorted(allowed)) + ".",
         )
+    if "mla" in spec.layer_kinds:
+        # MLA backends force their block size: CPU MLA kernel 16
+        # (platforms/cpu.py); on CUDA FlashMLA 64 (Hopper), CUTLASS MLA 128
+        # (Blackwell) (platforms/cuda.py check_and_update_config / backend
+        # preferred sizes).
+        forced = 16 if platform == "cpu" else (128 if _capability(gpu) >= 10.0 else 64)
+        if forced != block_size:
+            notes.append(f"MLA attention backend uses block size {forced}")
+        block_size = forced
 
     # max model len
     auto_fit = args.max_model_len == -1
@@ -201,6 +260,31 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec)
         )
     prefix = True if args.enable_prefix_caching is None else args.enable_prefix_caching
 
+    # Hybrid KV cache manager (vllm/config/vllm.py): off when asked, and by
+    # default for chunked local attention (Llama-4) while
+    # VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 0 (0.11-0.13).
+    disable_hybrid = bool(args.disable_hybrid_kv_cache_manager)
+    chunked_off = "chunked" in spec.layer_kinds and not rules.chunked_local_keeps_hybrid_manager
+    if args.disable_hybrid_kv_cache_manager is None and chunked_off:
+        disable_hybrid = True
+        notes.append("chunked local attention: vLLM disables the hybrid KV cache manager by default; "
+                     "local layers reserve full-length KV")
+    if args.disable_hybrid_kv_cache_manager is False and chunked_off and refusal is None:
+        refusal = ("ValueError: Hybrid KV cache manager was explicitly enabled but is not supported in this "
+                   "configuration. Consider omitting the --no-disable-hybrid-kv-cache-manager flag to let vLLM "
+                   "decide automatically.")
+    in_flight = mbt
+    if rules.sliding_window_in_flight_batches and platform == "cuda":
+        # max_in_flight_tokens = max_concurrent_batches x mbt: 2 with async
+        # scheduling (PP 1), else the PP size (vllm/config/vllm.py, 0.26+).
+        in_flight = mbt * (2 if args.pipeline_parallel_size == 1 else args.pipeline_parallel_size)
+    hybrid = _hybrid_mamba(spec, args, rules, platform, block_size, kv_bytes, dtype, max_model_len, prefix)
+    if hybrid is not None:
+        block_size, prefix, mamba_mode, mamba_block, mamba_padded, hnotes = hybrid
+        notes.extend(hnotes)
+    else:
+        mamba_mode, mamba_block, mamba_padded = "none", None, None
+
     # CUDA graphs (FULL_AND_PIECEWISE by default, none with --enforce-eager)
     if args.enforce_eager:
         mode, n_pw, n_full, top = "NONE", 0, 0, 0
@@ -242,4 +326,74 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec)
         num_gpu_blocks_override=args.num_gpu_blocks_override,
         refusal=refusal,
         notes=tuple(notes),
+        platform=platform,
+        disable_hybrid_kv_cache_manager=disable_hybrid,
+        enable_expert_parallel=args.enable_expert_parallel,
+        limit_mm_per_prompt=tuple(sorted((args.limit_mm_per_prompt or {}).items())),
+        skip_mm_profiling=args.skip_mm_profiling,
+        in_flight_tokens=in_flight,
+        mamba_cache_mode=mamba_mode,
+        mamba_block_size=mamba_block,
+        mamba_page_size_padded=mamba_padded,
+        mamba_ssm_cache_dtype=args.mamba_ssm_cache_dtype,
     )
+
+
+def attention_page_per_token(spec: ModelSpec, tp: int, kv_bytes: int) -> int:
+    """Bytes one token costs in one attention layer on one rank."""
+    if "mla" in spec.layer_kinds and spec.mla is not None:
+        return (spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim) * kv_bytes
+    heads = max(1, spec.num_kv_heads // tp)
+    return 2 * heads * spec.head_dim * kv_bytes
+
+
+def _hybrid_mamba(spec: ModelSpec, args: ServeArgs, rules: VersionRules, platform: str, block_size: int,
+                  kv_bytes: int, dtype: str, max_model_len: int, prefix: bool):
+    """What vLLM does to a hybrid (attention + Mamba) model before sizing KV:
+    prefix-caching mode, the attention block size that makes one attention
+    page hold a Mamba state, and the Mamba page padding
+    (vllm/model_executor/models/config.py HybridAttentionMambaModelConfig /
+    MambaModelConfig; 0.20+ vllm/platforms/interface.py _align_hybrid_block_size)."""
+    if spec.mamba is None or not any(k in ("mamba", "linear_attention") for k in spec.layer_kinds):
+        return None
+    from . import ssm
+
+    notes: list[str] = []
+    tp = args.tensor_parallel_size
+    if not any(k in ("full", "sliding", "mla") for k in spec.layer_kinds):
+        return None  # attention-free Mamba model: not in scope
+    if args.enable_prefix_caching is None:
+        prefix = rules.hybrid_prefix_caching_default
+    modes = rules.mamba_prefix_modes
+    if modes == "off" or (modes == "all" and not spec.mamba.supports_all_mode):
+        if prefix:
+            notes.append("hybrid model: vLLM disables prefix caching")
+        prefix = False
+    mode = "none"
+    if prefix:
+        if modes == "all":
+            mode = "all"
+        elif modes == "all_or_align":
+            mode = "all" if spec.mamba.supports_all_mode else "align"
+        else:
+            mode = "align"
+    mamba_page = ssm.state_page_bytes(spec.mamba, tp, DTYPE_BYTES[dtype], args.mamba_ssm_cache_dtype)
+    attn_1 = attention_page_per_token(spec, tp, kv_bytes)
+    is_mla = "mla" in spec.layer_kinds
+    if rules.hybrid_block_alignment == "fixed16":
+        align = 64 if (is_mla and rules.minor >= 14) else 16
+    else:
+        align = max(16 if platform == "cuda" else 1, block_size)
+    if mode == "all":
+        chunk = math.lcm(spec.mamba.chunk_size, align)
+        attn_block = chunk * cdiv(cdiv(mamba_page, attn_1), chunk)
+    else:
+        attn_block = align * cdiv(mamba_page, align * attn_1)
+    if block_size < attn_block:
+        notes.append(f"hybrid model: attention block size raised to {attn_block} tokens so that one attention "
+                     f"page ({attn_block * attn_1} B) holds a Mamba state ({mamba_page} B)")
+        block_size = attn_block
+    mamba_block = block_size if mode in ("all", "align") else max_model_len
+    page = block_size * attn_1
+    padded = page if page != mamba_page else None
+    return block_size, prefix, mode, mamba_block, padded, notes

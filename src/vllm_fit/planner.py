@@ -26,7 +26,13 @@ from .engine import EngineSettings, resolve
 from .errors import FlagError
 from .gpus import GpuSpec
 from .kv_cache import (
+    ChunkedLocalAttentionSpec,
     FullAttentionSpec,
+    KVCacheSpec,
+    KVGroupingError,
+    MambaSpec,
+    MLAAttentionSpec,
+    SlidingWindowSpec,
     KVCapacity,
     KVContext,
     KVLayout,
@@ -38,6 +44,7 @@ from .kv_cache import (
     one_request_budget,
 )
 from .model_spec import ModelSpec
+from .ssm import state_page_bytes
 from .serve_args import ServeArgs
 from .units import GiB, MiB
 from .versions import VersionRules, uses_v2_runner
@@ -49,6 +56,8 @@ from .weights import (
     inventory_from_config,
     kv_heads_per_rank,
     pp_partition,
+    mxfp4_backend_for,
+    quantize_inventory_bnb4,
     quantize_inventory_fp8,
     rank_weight_bytes,
 )
@@ -207,11 +216,49 @@ def _runner_buffers(spec: ModelSpec, s: EngineSettings) -> int:
     return t * (4 + 8 + 8) + t * spec.hidden_size * s.dtype_bytes + 4 * s.max_num_seqs * blocks_per_seq
 
 
-def _kv_layout(spec: ModelSpec, s: EngineSettings, rules: VersionRules, start: int, end: int) -> KVLayout:
+def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, start: int, end: int) -> dict[int, KVCacheSpec]:
+    """One KV spec per layer of a stage, as each layer's get_kv_cache_spec
+    builds it (vllm/v1/kv_cache_interface.py); layers without KV are skipped."""
     heads = kv_heads_per_rank(spec.num_kv_heads, s.tensor_parallel_size)
-    full = FullAttentionSpec(block_size=s.block_size, num_kv_heads=heads, head_size=spec.head_dim, dtype_bytes=s.kv_dtype_bytes)
-    specs = {i: full for i in range(start, end)}
-    return group_layers(specs, rules)
+    kinds = spec.layer_kinds or ("full",) * spec.num_layers
+    full = FullAttentionSpec(block_size=s.block_size, num_kv_heads=heads, head_size=spec.head_dim,
+                             dtype_bytes=s.kv_dtype_bytes)
+    out: dict[int, KVCacheSpec] = {}
+    for i in range(start, end):
+        kind = kinds[i]
+        if kind == "full":
+            out[i] = full
+        elif kind == "sliding":
+            out[i] = SlidingWindowSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
+                                       sliding_window=spec.sliding_window or 0)
+        elif kind == "chunked":
+            out[i] = ChunkedLocalAttentionSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
+                                               attention_chunk_size=spec.attention_chunk_size or 0)
+        elif kind == "mla":
+            latent = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
+            out[i] = MLAAttentionSpec(s.block_size, latent, s.kv_dtype_bytes, cache_dtype_str=s.kv_cache_dtype)
+        elif kind in ("mamba", "linear_attention"):
+            state = state_page_bytes(spec.mamba, s.tensor_parallel_size, s.dtype_bytes, s.mamba_ssm_cache_dtype)
+            out[i] = MambaSpec(
+                block_size=s.mamba_block_size or s.max_model_len, state_bytes=state,
+                page_size_padded=s.mamba_page_size_padded, mamba_cache_mode=s.mamba_cache_mode,
+                num_prefill_checkpoint_blocks=int(s.mamba_cache_mode == "align"
+                                                  and spec.mamba.mixer in rules.mamba_prefill_checkpoint_mixers),
+                linear_attention=kind == "linear_attention",
+            )
+    return out
+
+
+def _kv_layout(spec: ModelSpec, s: EngineSettings, rules: VersionRules, start: int, end: int) -> KVLayout:
+    specs = layer_kv_specs(spec, s, rules, start, end)
+    if not specs:
+        raise FlagError(f"pipeline stage with layers {start}-{end - 1} has no attention or Mamba layer",
+                        "vLLM needs KV cache layers on every stage; use fewer pipeline stages.")
+    try:
+        return group_layers(specs, rules, disable_hybrid=s.disable_hybrid_kv_cache_manager)
+    except KVGroupingError as e:
+        raise FlagError(f"vLLM {rules.version} cannot build this model's KV cache: {e}"[:400],
+                        "vLLM raises this at start-up.") from None
 
 
 def make_plan(
@@ -221,8 +268,9 @@ def make_plan(
     gpu: GpuSpec,
     tensors: list[Tensor] | None = None,
     free_at_start_bytes: int | None = None,
+    platform: str = "cuda",
 ) -> Plan:
-    s = resolve(spec, args, rules, gpu)
+    s = resolve(spec, args, rules, gpu, platform)
     tp, pp = s.tensor_parallel_size, s.pipeline_parallel_size
     notes = list(s.notes) + list(spec.notes)
     if pp > spec.num_layers:
@@ -241,6 +289,30 @@ def make_plan(
         notes.append("weights from the checkpoint's safetensors headers")
     if s.quantization == "fp8" and spec.quantization is None:
         inventory = quantize_inventory_fp8(inventory)
+    if s.quantization == "bitsandbytes" and spec.quantization is None:
+        inventory = quantize_inventory_bnb4(inventory)
+    # Expert parallelism: experts over all TP x DP ranks (vllm/config/parallel.py)
+    ep_size = tp * s.data_parallel_size if (s.enable_expert_parallel and spec.moe is not None) else 1
+    if s.enable_expert_parallel and spec.moe is None:
+        notes.append("--enable-expert-parallel has no effect: the model has no MoE layers")
+    try:
+        from .engine import _capability
+
+        mxfp4_backend = mxfp4_backend_for(_capability(gpu))
+    except ImportError:  # pragma: no cover
+        mxfp4_backend = "triton"
+    from .activation import encoder_profile
+
+    limits = dict(s.limit_mm_per_prompt)
+    encoder = encoder_profile(
+        spec, rules, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_num_seqs,
+        max_model_len=s.max_model_len, dtype_bytes=s.dtype_bytes,
+        limit_per_prompt=limits.get("image") if limits else None,
+        skip=s.skip_mm_profiling, chunked_prefill=s.enable_chunked_prefill,
+    )
+    if spec.vision is not None and encoder is None:
+        notes.append("multimodal encoder not profiled (--skip-mm-profiling or a zero image limit): its "
+                     "activation is not in the KV budget")
 
     failure: tuple[str, str] | None = None  # (kind, vLLM's message)
     if s.refusal:
@@ -253,7 +325,7 @@ def make_plan(
         failure = ("free_memory_below_budget", msg.free_memory_error(rules, free0, total, s.gpu_memory_utilization, requested))
     if failure is None:
         try:
-            check_tensor_parallel(spec, tp)
+            check_tensor_parallel(spec, tp, expert_parallel=ep_size > 1)
         except ParallelError as e:
             failure = (e.kind, e.message)
 
@@ -282,12 +354,12 @@ def make_plan(
             notes.append(
                 f"Model Runner V2 holds {v2_state / GiB:.2f} GiB of penalty state that vLLM {rules.version} does not budget"
             )
-    ctx = KVContext(s.max_model_len, s.max_num_batched_tokens * (2 if rules.sliding_window_in_flight_batches else 1))
+    ctx = KVContext(s.max_model_len, s.in_flight_tokens)
 
     ranks: list[RankPlan] = []
     for pp_rank, (start, end) in enumerate(pp_partition(spec.num_layers, pp)):
-        layout = Layout(tp=tp, pp=pp, pp_rank=pp_rank, start_layer=start, end_layer=end)
-        w = rank_weight_bytes(spec, inventory, layout, s.dtype)
+        layout = Layout(tp=tp, pp=pp, pp_rank=pp_rank, start_layer=start, end_layer=end, ep_size=ep_size)
+        w = rank_weight_bytes(spec, inventory, layout, s.dtype, mxfp4_backend)
         act = estimate_activation(
             spec, rules,
             max_num_batched_tokens=s.max_num_batched_tokens,
@@ -298,6 +370,8 @@ def make_plan(
             dtype_bytes=s.dtype_bytes,
             sms=gpu.sms,
             sampler_path=("v2-logits" if v2 and rules.minor < 33 else s.sampler_path),
+            ep_size=ep_size,
+            encoder=encoder,
         )
         nt = non_torch + runner
         if s.kv_cache_memory_bytes is not None:

@@ -45,6 +45,17 @@ class ServeArgs(BaseModel):
     enable_chunked_prefill: Optional[bool] = None
     kv_cache_memory_bytes: Optional[int] = Field(None, ge=0, le=1 << 50)
     num_gpu_blocks_override: Optional[int] = Field(None, ge=1, le=1 << 40)
+    # Hybrid KV cache manager off: sliding/chunked layers reserve full-length KV.
+    disable_hybrid_kv_cache_manager: Optional[bool] = None
+    # Mamba state dtypes (vllm/config/cache.py CacheConfig)
+    mamba_ssm_cache_dtype: str = "auto"
+    mamba_cache_dtype: str = "auto"
+    # MoE: experts spread over the TP x DP ranks instead of sharded (vllm/config/parallel.py)
+    enable_expert_parallel: bool = False
+    # Multimodal encoder profiling (vllm/config/multimodal.py): items per prompt per modality,
+    # and skipping the encoder's dummy run altogether.
+    limit_mm_per_prompt: Optional[dict[str, int]] = None
+    skip_mm_profiling: bool = False
 
     @field_validator("kv_cache_dtype")
     @classmethod
@@ -58,6 +69,23 @@ class ServeArgs(BaseModel):
     def _dtype(cls, v: str) -> str:
         if v not in DTYPES:
             raise ValueError("must be one of auto, bfloat16, float16, float32")
+        return v
+
+    @field_validator("mamba_ssm_cache_dtype", "mamba_cache_dtype")
+    @classmethod
+    def _mamba_dtype(cls, v: str) -> str:
+        if v not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError("must be one of auto, float32, bfloat16, float16")
+        return v
+
+    @field_validator("limit_mm_per_prompt")
+    @classmethod
+    def _mm_limits(cls, v: Optional[dict[str, int]]) -> Optional[dict[str, int]]:
+        if v is None:
+            return v
+        for k, n in v.items():
+            if k not in ("image", "video", "audio") or isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= 4096:
+                raise ValueError("must map image/video/audio to a count between 0 and 4096, e.g. {\"image\": 2}")
         return v
 
     @field_validator("max_model_len")
@@ -133,6 +161,15 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "--kv-cache-memory-bytes": ("kv_cache_memory_bytes", "hint"),
     "--kv-cache-memory": ("kv_cache_memory_bytes", "hint"),  # argparse prefix of the above
     "--num-gpu-blocks-override": ("num_gpu_blocks_override", "int"),
+    "--enable-expert-parallel": ("enable_expert_parallel", "bool"), "-ep": ("enable_expert_parallel", "bool"),
+    "--no-enable-expert-parallel": ("enable_expert_parallel", "neg"),
+    "--limit-mm-per-prompt": ("limit_mm_per_prompt", "mm"),
+    "--skip-mm-profiling": ("skip_mm_profiling", "bool"),
+    "--no-skip-mm-profiling": ("skip_mm_profiling", "neg"),
+    "--disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "bool"),
+    "--no-disable-hybrid-kv-cache-manager": ("disable_hybrid_kv_cache_manager", "neg"),
+    "--mamba-ssm-cache-dtype": ("mamba_ssm_cache_dtype", "str"),
+    "--mamba-cache-dtype": ("mamba_cache_dtype", "str"),
 }
 # Flags that take a value but do not change the memory plan.
 _IGNORED_WITH_VALUE = {
@@ -140,7 +177,7 @@ _IGNORED_WITH_VALUE = {
     "--load-format", "--download-dir", "--api-key", "--chat-template", "--revision", "--uvicorn-log-level",
     "--tool-call-parser", "--reasoning-parser", "--seed", "--hf-token", "--swap-space", "--kv-offloading-size",
     "--kv-offloading-backend", "--distributed-executor-backend", "--root-path", "--attention-backend",
-    "--limit-mm-per-prompt", "--generation-config", "--override-generation-config", "--max-logprobs",
+    "--generation-config", "--override-generation-config", "--max-logprobs",
 }
 
 
@@ -202,8 +239,31 @@ def parse_serve_command(argv: list[str] | str) -> tuple[str | None, dict[str, An
                     fields[field] = human_readable_int(raw)
             elif kind == "float":
                 fields[field] = float(raw)
+            elif kind == "mm":
+                fields[field] = parse_mm_limits(raw)
             else:
                 fields[field] = raw
         except ValueError:
-            raise FlagError(f"{name} {raw!r} is not a valid {('integer' if kind != 'float' else 'number')}") from None
+            what = {"float": "number", "mm": 'modality limit, e.g. \'{"image": 2}\''}.get(kind, "integer")
+            raise FlagError(f"{name} {raw!r} is not a valid {what}") from None
     return model, fields, ignored
+
+
+def parse_mm_limits(raw: str) -> dict[str, int]:
+    """--limit-mm-per-prompt: JSON ('{"image": 2}') or the older 'image=2,video=0' form."""
+    import json
+
+    text = raw.strip()
+    try:
+        if text.startswith("{"):
+            data = json.loads(text)
+        else:
+            data = {}
+            for part in filter(None, (x.strip() for x in text.split(","))):
+                k, _, n = part.partition("=")
+                data[k.strip()] = int(n)
+    except (ValueError, TypeError):
+        raise ValueError(f"not a modality limit: {raw!r}") from None
+    if not isinstance(data, dict) or not all(isinstance(n, int) and not isinstance(n, bool) for n in data.values()):
+        raise ValueError(f"not a modality limit: {raw!r}")
+    return data

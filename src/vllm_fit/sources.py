@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -65,6 +65,39 @@ def _catalog_config(entry: dict[str, Any]) -> dict[str, Any]:
     return parse_config_text(path.read_text(), f"catalog {entry['id']}/{entry['config_file']}")
 
 
+def _published_size_check(entry: dict[str, Any], spec: ModelSpec) -> str | None:
+    """Compare the config-derived inventory with the published parameter count, when the
+    catalog has one (safetensors-metadata.json: hub dtype counts or recorded totals; the
+    catalog has no per-tensor headers, so the inventory itself stays config-derived)."""
+    if "safetensors-metadata.json" not in entry.get("files", ()):
+        return None
+    try:
+        meta = json.loads(resources.files("vllm_fit").joinpath(
+            f"data/models/{entry['id']}/safetensors-metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    published = None
+    params = meta.get("parameters") if isinstance(meta, dict) else None
+    if isinstance(params, dict) and params and "U8" not in params:  # U8 = MXFP4, counted per FP4 value
+        published = sum(v for v in params.values() if isinstance(v, int))
+    else:
+        totals = meta.get("third_party_param_totals") if isinstance(meta, dict) else None
+        if isinstance(totals, list) and totals and isinstance(totals[0], dict) and not params:
+            published = totals[0].get("value") if isinstance(totals[0].get("value"), int) else None
+    if not published:
+        return None
+    from .weights import inventory_from_config
+
+    ours = sum(t.numel for t in inventory_from_config(spec))
+    if ours == published:
+        return f"weights inventory matches the published parameter count ({published:,})"
+    # DeepSeek-V3/R1, GLM-4.5 (num_nextn_predict_layers) and Qwen3-Next (mtp.* tensors) ship MTP weights
+    mtp = spec.num_mtp_layers or spec.architecture == "Qwen3NextForCausalLM"
+    extra = " (the checkpoint also stores multi-token-prediction layers vLLM does not load)" if mtp and ours < published else ""
+    return (f"weights inventory has {ours:,} parameters, the published count is {published:,} "
+            f"({(ours - published) / published:+.2%}){extra}")
+
+
 def resolve_model(model: str | None, config_path: str | Path | None = None, allow_hub: bool = True) -> ResolvedModel:
     if config_path is not None:
         p = Path(config_path)
@@ -85,6 +118,9 @@ def resolve_model(model: str | None, config_path: str | Path | None = None, allo
     if entry is not None:
         cfg = _catalog_config(entry)
         spec = spec_from_config(cfg, entry["id"], source="bundled catalog", provenance=entry.get("provenance", {}))
+        note = _published_size_check(entry, spec)
+        if note:
+            spec = replace(spec, notes=spec.notes + (note,))
         return ResolvedModel(spec, None)
     if model.startswith((".", "/", "~")) or model.endswith(".json"):
         raise ConfigError(f"{model} does not exist", "Pass an existing config.json or model folder.")

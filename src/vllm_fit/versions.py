@@ -88,6 +88,39 @@ class VersionRules:
     # [1.1] 0.33: cuBLAS handles created before the init snapshot.
     cublas_in_baseline: bool = False
 
+    # --- KV groups and hybrid models (3A) -------------------------------
+    # vllm/v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size:
+    # group size = min layers per type, or the max when max < ratio x min
+    # (0: no such rule, 0.11; 1.25: 0.12-0.17; 1.5: 0.18+; read in every
+    # wheel 0.11-0.20, 0.22, 0.23, 0.26, 0.32, 0.33).
+    group_size_max_ratio: float = 1.5
+    # unify_kv_cache_spec_page_size (0.12+): smaller pages get a larger block
+    # size, Mamba pages are padded; 0.11 raises NotImplementedError.
+    unify_kv_page_sizes: bool = True
+    # vllm/config/model.py is_prefix_caching_supported: generative hybrid
+    # (attention + Mamba) models get prefix caching by default (False in
+    # 0.14-0.23 as read, True in 0.26+ as read; 0.24-0.25 follow 0.23).
+    hybrid_prefix_caching_default: bool = False
+    # vllm/model_executor/models/config.py MambaModelConfig: what prefix
+    # caching does to Mamba layers. "off": forced off (0.11);
+    # "all": only models with SupportsMambaPrefixCaching, one state per block
+    # (0.12-0.14); "all_or_align": mode "all" for those, "align" otherwise
+    # (0.15-0.27); "align": always "align" (0.28+).
+    mamba_prefix_modes: str = "align"
+    # MambaSpec.num_prefill_checkpoint_blocks = 1 in "align" mode for these
+    # mixers (vllm/model_executor/layers/mamba/mamba_mixer2.py from 0.32,
+    # mamba/gdn/qwen_gdn_linear_attn.py from 0.33).
+    mamba_prefill_checkpoint_mixers: tuple[str, ...] = ("mamba2",)
+    # vllm/envs.py VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE default:
+    # "0" in 0.11-0.13 (chunked local attention turns the hybrid KV cache
+    # manager off, vllm/config/vllm.py), "1" from 0.14.
+    chunked_local_keeps_hybrid_manager: bool = True
+    # Block size for hybrids: attention page >= Mamba page, aligned to the
+    # kernel block size. "fixed16": 16 (0.11-0.19; 64 for MLA from 0.14,
+    # HybridAttentionMambaModelConfig); "backend": max(backend's smallest
+    # kernel block, --block-size) (0.20+, Platform._align_hybrid_block_size).
+    hybrid_block_alignment: str = "backend"
+
     @property
     def tuple(self) -> tuple[int, int]:
         return (0, self.minor)
@@ -147,6 +180,25 @@ def _rules_for_minor(minor: int) -> VersionRules:
         r = replace(r, v2_runner="all")
     if minor >= 33:
         r = replace(r, cublas_in_baseline=True)
+    # KV groups and hybrid models (see the field comments for the files)
+    if minor == 11:
+        r = replace(r, group_size_max_ratio=0.0, unify_kv_page_sizes=False, mamba_prefix_modes="off")
+    elif minor <= 17:
+        r = replace(r, group_size_max_ratio=1.25)
+    if 12 <= minor <= 14:
+        r = replace(r, mamba_prefix_modes="all")
+    elif 15 <= minor <= 27:
+        r = replace(r, mamba_prefix_modes="all_or_align")
+    if minor < 32:
+        r = replace(r, mamba_prefill_checkpoint_mixers=())
+    elif minor >= 33:
+        r = replace(r, mamba_prefill_checkpoint_mixers=("mamba2", "gdn"))
+    if minor <= 13:
+        r = replace(r, chunked_local_keeps_hybrid_manager=False)
+    if minor >= 26:
+        r = replace(r, hybrid_prefix_caching_default=True)
+    if minor < 20:
+        r = replace(r, hybrid_block_alignment="fixed16")
     return replace(r, notes=tuple(notes))
 
 
