@@ -155,3 +155,49 @@ def test_page_explain_fragment(client, shared):
 def test_cli_has_web():
     r = CliRunner().invoke(cli_app, ["web", "--help"])
     assert r.exit_code == 0 and "--port" in r.output and "127.0.0.1" in r.output
+
+
+def test_advise_recommends_tp2_for_qwen3_32b(client):
+    # Qwen3-32B on one H100: ~61 GiB of bf16 weights leave ~6.4 GiB of KV = ~26k tokens at 256 KiB per
+    # token; 8 requests x 16,384 tokens need 131,072 tokens, so one GPU cannot serve them. TP=2 halves
+    # the weights and the per-token KV: ~35 GiB of KV at 128 KiB per token = ~287k tokens.
+    r = client.post("/api/advise", json={"model": "Qwen/Qwen3-32B", "gpu": "H100", "concurrency": 8, "context": 16384})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["given"]["starts"] is True and d["given"]["meets_target"] is False
+    rec = d["recommended"]
+    assert rec["serve_flags"]["tensor_parallel_size"] == 2 and rec["meets_target"] is True
+    assert "Parallelism" in d["text"]
+    bad = client.post("/api/advise", json={"model": "Qwen/Qwen3-32B", "goal": "fastest"})
+    assert bad.status_code == 422 and "goal" in bad.json()["detail"]
+
+
+def test_sweep_grid_rows_and_limits(client):
+    body = {"model": "Qwen/Qwen3-32B", "gpu": ["H100", "H200"], "tensor_parallel_size": [1, 2, 4],
+            "max_model_len": ["8K", 32768], "plots": True}
+    d = client.post("/api/sweep", json=body).json()
+    assert d["count"] == 2 * 3 * 2 == len(d["rows"])
+    row = next(x for x in d["rows"] if x["gpu"] == "H200" and x["tensor_parallel_size"] == 2 and x["max_model_len"] == 8192)
+    p = vllm_fit.plan("Qwen/Qwen3-32B", gpu="H200", tensor_parallel_size=2, max_model_len=8192)
+    assert row["kv_cache_tokens"] == p.kv_cache_tokens and row["fits"] == p.fits
+    assert sorted(d["plots"]) == ["concurrency", "memory", "restore"]
+    assert all(svg.startswith("<svg") for svg in d["plots"].values())
+    # 39 x 40 = 1,560 configurations is over the per-request limit; 65 values on one axis too
+    too_big = client.post("/api/sweep", json={"model": "qwen3-8b", "tensor_parallel_size": list(range(1, 40)),
+                                              "max_model_len": list(range(1000, 1040))})
+    assert too_big.status_code == 422 and "1560 configurations" in too_big.json()["detail"]
+    long_axis = client.post("/api/sweep", json={"model": "qwen3-8b", "max_num_seqs": list(range(1, 66))})
+    assert long_axis.status_code == 422 and "at most 64" in long_axis.json()["detail"]
+    assert client.post("/api/sweep", json={"model": "/etc"}).status_code == 422
+
+
+def test_page_advice_sweep_and_manifests(client):
+    q = {"model": "Qwen/Qwen3-32B", "gpu": "H100", "tensor_parallel_size": "2"}
+    page = client.get("/", params=q).text
+    assert 'id="manifests"' in page and "kind: Deployment" in page and "nvidia.com/gpu: &#39;2&#39;" in page
+    advice = client.get("/ui/advise", params={**q, "concurrency": "8", "context": "16384"}).text
+    assert 'id="advice-command"' in advice and "--tensor-parallel-size 2" in advice
+    sweep = client.get("/ui/sweep", params={**q, "sweep_tensor_parallel_size": "1,2", "sweep_max_model_len": "8192"}).text
+    assert "2 configurations" in sweep and sweep.count('class="sweep-plot"') == 3
+    bad = client.get("/ui/sweep", params={**q, "sweep_tensor_parallel_size": "1,x"}).text
+    assert 'id="sweep-error"' in bad and "tensor_parallel_size" in bad

@@ -161,3 +161,30 @@ def test_paste_a_log_and_see_its_table(page, server_url, shared, tmp_path):
     predicted = table.locator("tr[data-term=kv_cache_gib] td").nth(2).inner_text()
     assert abs(float(predicted) - 58.11) < 0.05
     _shot(page, "web-explain.png", tmp_path, "#explain")
+
+
+def test_advice_and_sweep_panels(page, server_url, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(server_url + "/")
+    page.fill("#model", "Qwen/Qwen3-32B")
+    page.fill("#tensor_parallel_size", "1")
+    page.click("#plan-button")
+    expect(page.locator("#verdict")).to_be_visible()
+    # 8 requests of 16,384 tokens: 131,072 KV tokens; one H100 holds ~26k (see test_web_api), two hold ~287k
+    page.fill("#concurrency", "8")
+    page.fill("#context", "16384")
+    page.click("#advise-button")
+    expect(page.locator("#advice-command")).to_contain_text("--tensor-parallel-size 2")
+    _shot(page, "web-advise.png", tmp_path, "#advise")
+
+    page.fill("#sweep_tensor_parallel_size", "1,2,4")
+    page.fill("#sweep_max_model_len", "8192,32768")
+    page.click("#sweep-button")
+    expect(page.locator("#sweep-count")).to_have_text("6 configurations.")
+    expect(page.locator("img.sweep-plot")).to_have_count(3)
+    # every plot decoded and drawn by the browser
+    widths = page.eval_on_selector_all("img.sweep-plot", "els => els.map(e => e.naturalWidth)")
+    assert all(w > 100 for w in widths)
+    assert "sweep_tensor_parallel_size=1%2C2%2C4" in page.url
+    _shot(page, "web-sweep.png", tmp_path, "#sweep")

@@ -81,3 +81,29 @@ def test_catalog_models_with_arbitrary_flags_never_5xx(model, gpu, version, flag
         d = r.json()
         assert d["fits"] in (True, False) and (d["fits"] or d["error"])
         assert all(not (isinstance(v, float) and math.isnan(v)) for v in d.values())
+
+
+_LISTS = st.lists(st.integers(min_value=-2, max_value=1 << 40), min_size=1, max_size=3)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(model=st.sampled_from(_MODELS), gpus=st.lists(st.sampled_from(_GPUS + ["nope"]), min_size=1, max_size=2),
+       tp=_LISTS | st.just([1, 2]), mml=_LISTS | st.just([4096]), util=st.lists(st.floats(), min_size=1, max_size=2),
+       kvd=st.lists(st.sampled_from(KV_CACHE_DTYPES) | st.text(max_size=6), min_size=1, max_size=2))
+def test_sweep_with_arbitrary_axes_never_5xx(model, gpus, tp, mml, util, kvd):
+    body = {"model": model, "gpu": gpus, "tensor_parallel_size": tp, "max_model_len": mml,
+            "gpu_memory_utilization": util, "kv_cache_dtype": kvd}
+    r = _client.post("/api/sweep", content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code in (200, 422), f"{body} -> {r.status_code}: {r.text[:300]}"
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(model=st.sampled_from(_MODELS), gpu=st.sampled_from(_GPUS),
+       concurrency=st.integers(min_value=-1, max_value=10_000), context=st.sampled_from([1, 4096, "32k", "x", -5]),
+       goal=st.sampled_from(["throughput", "latency", "cold-start", "long-context", "?"]),
+       flags=st.fixed_dictionaries({}, optional={k: _FLAGS[k] for k in ("tensor_parallel_size", "max_num_seqs",
+                                                                        "gpu_memory_utilization", "kv_cache_dtype")}))
+def test_advise_with_arbitrary_targets_never_5xx(model, gpu, concurrency, context, goal, flags):
+    body = {"model": model, "gpu": gpu, "concurrency": concurrency, "context": context, "goal": goal, **flags}
+    r = _client.post("/api/advise", content=json.dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code in (200, 422), f"{body} -> {r.status_code}: {r.text[:300]}"

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from .. import __version__
 from ..errors import VllmFitError
 from . import service
-from .service import ExplainRequest, PlanCache, PlanRequest
+from .service import AdviseRequest, ExplainRequest, PlanCache, PlanRequest, SweepRequest
 
 JSON_OBJECT = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
 ERRORS = {
@@ -81,6 +81,15 @@ def _json(obj: Any, status: int = 200) -> Response:
     return Response(json.dumps(obj, default=str).encode(), status_code=status, media_type="application/json")
 
 
+def _validation_message(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+    where = loc[0] if loc else "input"
+    value = err.get("input")
+    shown = f" {str(value)[:60]!r}" if isinstance(value, (str, int, float)) else ""
+    return f"{where}{shown}: {err.get('msg', 'invalid value')}"
+
+
 def _optional_module(name: str):
     try:
         return importlib.import_module(name)
@@ -127,21 +136,19 @@ def create_app(cache_size: int = 256) -> FastAPI:
     def api_explain(req: ExplainRequest) -> Response:
         return _json(service.run_explain(req))
 
-    @app.post("/api/advise", responses={200: JSON_OBJECT, 501: {"description": "vllm_fit.advise missing"}, **ERRORS},
-              tags=["advise"], summary="Advice for a configuration (vllm_fit.advise)")
-    def api_advise(req: PlanRequest = Body(...)) -> Response:  # type: ignore[valid-type]
-        mod = _optional_module("vllm_fit.advise")
-        if mod is None:
-            return _json({"detail": "advice needs the module vllm_fit.advise, which this build does not have yet"}, 501)
-        return _json({"detail": "vllm_fit.advise is present but not wired to the web API yet"}, 501)
+    @app.post("/api/advise", responses={200: JSON_OBJECT, **ERRORS}, tags=["advise"],
+              summary="What to change so vLLM starts and serves concurrency x context (vllm_fit.advise)")
+    def api_advise(req: AdviseRequest = Body(...)) -> Response:  # type: ignore[valid-type]
+        if _optional_module("vllm_fit.advise") is None:
+            return _json({"detail": "advice needs the module vllm_fit.advise, which this build does not have"}, 501)
+        return _json(service.run_advise(req))
 
-    @app.post("/api/sweep", responses={200: JSON_OBJECT, 501: {"description": "vllm_fit.sweep missing"}, **ERRORS},
-              tags=["sweep"], summary="Plan a grid of configurations (vllm_fit.sweep)")
-    def api_sweep(req: PlanRequest = Body(...)) -> Response:  # type: ignore[valid-type]
-        mod = _optional_module("vllm_fit.sweep")
-        if mod is None:
-            return _json({"detail": "sweeps need the module vllm_fit.sweep, which this build does not have yet"}, 501)
-        return _json({"detail": "vllm_fit.sweep is present but not wired to the web API yet"}, 501)
+    @app.post("/api/sweep", responses={200: JSON_OBJECT, **ERRORS}, tags=["sweep"],
+              summary=f"Plan a grid of configurations, at most {service.MAX_SWEEP_CONFIGS} (vllm_fit.sweep)")
+    def api_sweep(req: SweepRequest = Body(...)) -> Response:  # type: ignore[valid-type]
+        if _optional_module("vllm_fit.sweep") is None:
+            return _json({"detail": "sweeps need the module vllm_fit.sweep, which this build does not have"}, 501)
+        return _json(service.run_sweep(req))
 
     @app.get("/api/models", responses={200: {"description": "OK"}}, tags=["catalog"], summary="The bundled model catalog")
     async def api_models(search: str | None = Query(None, max_length=200)) -> Response:
@@ -169,9 +176,7 @@ def create_app(cache_size: int = 256) -> FastAPI:
         try:
             return raw, PlanRequest.model_validate(values), None
         except ValidationError as e:
-            err = e.errors()[0]
-            where = ".".join(str(x) for x in err.get("loc", ())) or "input"
-            return raw, None, f"{where}: {err.get('msg', 'invalid value')}"
+            return raw, None, _validation_message(e)
 
     def result_html(request: Request) -> tuple[dict[str, str], str]:
         values, req, error = page_request(request)
@@ -181,17 +186,66 @@ def create_app(cache_size: int = 256) -> FastAPI:
             _, plan = plan_json(req)
         except VllmFitError as e:
             return values, page.render_result(None, req, e.message, values)
-        return values, page.render_result(plan, req, None, values)
+        deployment = service.run_deploy(req) if plan.fits and _optional_module("vllm_fit.deploy") else None
+        return values, page.render_result(plan, req, None, values, deployment)
+
+    def advice_html(values: dict[str, str]) -> str:
+        known = set(AdviseRequest.model_fields)
+        try:
+            req = AdviseRequest.model_validate({k: v for k, v in values.items() if k in known})
+            return page.render_advice(service.run_advise(req), None)
+        except ValidationError as e:
+            return page.render_advice(None, _validation_message(e))
+        except VllmFitError as e:
+            return page.render_advice(None, e.message)
+
+    def sweep_html(values: dict[str, str]) -> str:
+        try:
+            req = PlanRequest.model_validate({k: v for k, v in values.items() if k in PlanRequest.model_fields})
+            model, flags, own = service.plan_arguments(req)
+            body: dict[str, Any] = {"model": model, "config_json": req.config_json, "online": req.online,
+                                    "vllm_version": own["vllm_version"], "gpu_memory_gib": own["gpu_memory_gib"],
+                                    "plots": True, "gpu": own["gpu"], **flags}
+            for axis in service._SWEEP_AXES:
+                text = values.get("sweep_" + axis, "")
+                items = [t.strip() for t in text.split(",") if t.strip()]
+                if items:
+                    body[axis] = items
+            req = SweepRequest.model_validate({k: v for k, v in body.items() if v is not None})
+            return page.render_sweep(service.run_sweep(req), None)
+        except ValidationError as e:
+            return page.render_sweep(None, _validation_message(e))
+        except VllmFitError as e:
+            return page.render_sweep(None, e.message)
+
+    def has_model(values: dict[str, str]) -> bool:
+        return any(values.get(k) for k in ("model", "command", "config_json"))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index(request: Request) -> HTMLResponse:
+    def index(request: Request) -> HTMLResponse:
         values, result = result_html(request)
-        return HTMLResponse(page.render_page(values, result))
+        advice = advice_html(values) if has_model(values) and (values.get("concurrency") or values.get("context")) else ""
+        sweep = sweep_html(values) if has_model(values) and any(k.startswith("sweep_") for k in values) else ""
+        return HTMLResponse(page.render_page(values, result, advice, sweep))
 
     @app.get("/ui/plan", response_class=HTMLResponse, include_in_schema=False)
     async def ui_plan(request: Request) -> HTMLResponse:
         _, result = result_html(request)
         return HTMLResponse(result)
+
+    @app.get("/ui/advise", response_class=HTMLResponse, include_in_schema=False)
+    def ui_advise(request: Request) -> HTMLResponse:
+        values, _, _ = page_request(request)
+        if not has_model(values):
+            return HTMLResponse(page.render_advice(None, "pick a model first"))
+        return HTMLResponse(advice_html(values))
+
+    @app.get("/ui/sweep", response_class=HTMLResponse, include_in_schema=False)
+    def ui_sweep(request: Request) -> HTMLResponse:
+        values, _, _ = page_request(request)
+        if not has_model(values):
+            return HTMLResponse(page.render_sweep(None, "pick a model first"))
+        return HTMLResponse(sweep_html(values))
 
     @app.post("/ui/explain", response_class=HTMLResponse, include_in_schema=False)
     async def ui_explain(request: Request) -> HTMLResponse:

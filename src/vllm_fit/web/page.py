@@ -27,7 +27,13 @@ def _env():
 def _choices() -> dict[str, Any]:
     from ..serve_args import DTYPES, KV_CACHE_DTYPES, QUANTIZATIONS
 
+    try:
+        from ..advise import GOALS
+    except ImportError:  # pragma: no cover
+        GOALS = ("throughput",)
     return {
+        "goals": GOALS,
+        "max_sweep": service.MAX_SWEEP_CONFIGS,
         "models": service.list_models(),
         "gpus": service.list_gpus(),
         "versions": service.list_versions(),
@@ -37,14 +43,15 @@ def _choices() -> dict[str, Any]:
     }
 
 
-def render_page(values: dict[str, str], result_html: str) -> str:
+def render_page(values: dict[str, str], result_html: str, advice_html: str = "", sweep_html: str = "") -> str:
     from markupsafe import Markup
 
     return _env().get_template("index.html").render(v=values, c=_choices(), result=Markup(result_html),
+                                                    advice=Markup(advice_html), sweep=Markup(sweep_html),
                                                     query=urlencode(values))
 
 
-def render_result(plan, req, error: str | None, values: dict[str, str]) -> str:
+def render_result(plan, req, error: str | None, values: dict[str, str], deployment: dict | None = None) -> str:
     from markupsafe import Markup
 
     if plan is None:
@@ -63,8 +70,39 @@ def render_result(plan, req, error: str | None, values: dict[str, str]) -> str:
     ]
     return _env().get_template("result.html").render(
         plan=plan, error=None, svg=Markup(breakdown_svg(plan)), terms=terms, command=command,
-        query=urlencode(values), s=plan.settings,
+        query=urlencode(values), s=plan.settings, deployment=_deployment_text(deployment),
     )
+
+
+def _deployment_text(d: dict | None) -> str | None:
+    if not d:
+        return None
+    try:
+        from ..deploy import render_deploy
+    except ImportError:  # pragma: no cover
+        return None
+    return render_deploy(d, "all")
+
+
+def render_advice(result: dict | None, error: str | None) -> str:
+    command = None
+    rec = (result or {}).get("recommended")
+    if rec and rec.get("serve_flags") is not None:
+        flags = rec["serve_flags"]
+        command = service.serve_command(None, result["model"], flags)
+    return _env().get_template("advice.html").render(r=result, error=error, command=command)
+
+
+def render_sweep(result: dict | None, error: str | None, max_rows: int = 200) -> str:
+    import base64
+
+    if result is None:
+        return _env().get_template("sweep.html").render(rows=None, error=error)
+    rows = result["rows"]
+    plots = [(key, "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode())
+             for key, svg in (result.get("plots") or {}).items()]
+    return _env().get_template("sweep.html").render(rows=rows, shown=rows[:max_rows], plots=plots,
+                                                    plots_error=result.get("plots_error"), error=error)
 
 
 def _fmt(value: Any, unit: str) -> str:

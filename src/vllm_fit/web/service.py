@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 from threading import Lock
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -136,27 +137,41 @@ def plan_arguments(req: Any) -> tuple[str | None, dict[str, Any], dict[str, Any]
     return model, flags, own
 
 
-def run_plan(req: Any):
-    """The Plan of a PlanRequest (raises VllmFitError on bad input)."""
-    import vllm_fit
-
-    model, flags, own = plan_arguments(req)
+def _check_own(own: dict[str, Any]) -> None:
     for key in ("gpu_memory_gib", "free_memory_gib"):
-        v = own[key]
+        v = own.get(key)
         if v is not None and not (0 < v <= 4096):  # also rejects NaN
             raise VllmFitError(f"{key} {v!r} must be between 0 and 4096 GiB")
-    if req.config_json and req.config_json.strip():
+
+
+@contextmanager
+def model_source(req: Any, model: str | None) -> Iterator[tuple[str, Path | None]]:
+    """(model name, config path or None) for the core: a pasted config.json lives in a
+    private temporary folder for the duration; otherwise a checked catalog/hub name."""
+    if getattr(req, "config_json", None) and req.config_json.strip():
         name = (model or "pasted config.json").strip()[:MAX_NAME_CHARS] or "pasted config.json"
         with tempfile.TemporaryDirectory(prefix="vllm-fit-web-") as tmp:
             path = Path(tmp) / "config.json"
             path.write_text(req.config_json, encoding="utf-8")
             try:
-                p = vllm_fit.plan(name, config=path, allow_hub=False, **own, **flags)
+                yield name, path
             except VllmFitError as e:  # say "pasted config.json", not the temporary path
                 raise type(e)(e.message.replace(str(path), "pasted config.json")) from None
+    else:
+        yield checked_model(model, req.online), None
+
+
+def run_plan(req: Any):
+    """The Plan of a PlanRequest (raises VllmFitError on bad input)."""
+    import vllm_fit
+
+    model, flags, own = plan_arguments(req)
+    _check_own(own)
+    with model_source(req, model) as (name, config):
+        p = vllm_fit.plan(name, config=config, allow_hub=req.online and config is None, **own, **flags)
+    if config is not None:
         p.model_source = "pasted config.json"
-        return p
-    return vllm_fit.plan(checked_model(model, req.online), allow_hub=req.online, **own, **flags)
+    return p
 
 
 class PlanCache:
@@ -243,6 +258,167 @@ def list_versions() -> dict[str, Any]:
     return {"versions": supported_versions(), "default": DEFAULT_VERSION}
 
 
+# ---------------------------------------------------------------- advise, sweep, deploy (issue 5's modules)
+
+MAX_SWEEP_CONFIGS = 1000  # one request; `vllm-fit sweep` has no such limit
+MAX_AXIS_VALUES = 64
+
+
+class _AdviseOptions(BaseModel):
+    concurrency: Optional[int] = Field(None, ge=1, le=1_000_000, description="Concurrent requests to serve (default 1).")
+    context: Optional[Union[int, str]] = Field(None, description="Tokens per request (default: max_model_len or the model's).")
+    goal: Optional[str] = Field(None, max_length=32, description="throughput, latency, cold-start or long-context.")
+    gpus_per_node: int = Field(8, ge=1, le=64)
+    max_gpus: int = Field(64, ge=1, le=64)
+    prices: Optional[dict[str, float]] = Field(None, max_length=64, description="GPU name -> USD per GPU-hour.")
+    link_gb_s: Optional[float] = Field(None, description="Host-to-GPU bandwidth for restore, GB/s.")
+    disk_gb_s: Optional[float] = Field(None, description="Checkpoint image read bandwidth, GB/s.")
+    kv_compression: Optional[float] = None
+    kv_offloading_size: Optional[float] = Field(None, description="CPU KV offloading GiB to evaluate.")
+    host_ram_gib: Optional[float] = None
+    include_cheapest: bool = True
+
+
+AdviseRequest = create_model("AdviseRequest", __base__=(PlanRequest, _AdviseOptions))
+AdviseRequest.__doc__ = "A configuration (as for /api/plan) and the target: concurrency x context, goal."
+
+
+def _int_or_human(value: Any, name: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return human_readable_int(value.strip())
+        except ValueError:
+            raise FlagError(f"{name} {value[:40]!r} is not an integer (examples: 8192, 8k, 32K)") from None
+    return value
+
+
+def run_advise(req: Any) -> dict[str, Any]:
+    from ..advise import advise, render_advice
+
+    model, flags, own = plan_arguments(req)
+    _check_own(own)
+    options = {k: getattr(req, k) for k in _AdviseOptions.model_fields if getattr(req, k) is not None}
+    if "context" in options:
+        options["context"] = _int_or_human(options["context"], "context")
+    with model_source(req, model) as (name, config):
+        result = advise(name, config=str(config) if config else None, allow_hub=req.online and config is None,
+                        **own, **options, **flags)
+    result["text"] = render_advice(result)
+    return json.loads(json.dumps(result, default=str))
+
+
+_SWEEP_AXES = ("gpu", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "kv_cache_dtype", "max_num_seqs")
+
+
+def _axis(typ: Any) -> Any:
+    return Optional[Union[typ, list[typ]]]
+
+
+def _sweep_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "gpu": (_axis(str), Field(None, description="GPU name or list (default H100).")),
+        "tensor_parallel_size": (_axis(int), Field(None)),
+        "gpu_memory_utilization": (_axis(float), Field(None)),
+        "max_model_len": (_axis(Union[int, str]), Field(None)),
+        "kv_cache_dtype": (_axis(str), Field(None)),
+        "max_num_seqs": (_axis(int), Field(None)),
+        "plots": (bool, Field(False, description="Also return the sweep plots as SVG text (matplotlib).")),
+    }
+    for name, spec in _flag_fields().items():  # the other serve flags stay fixed over the grid
+        if name not in fields:
+            fields[name] = spec
+    return fields
+
+
+class _SweepBase(_Base):
+    model: Optional[str] = _PlanInputs.model_fields["model"]
+    config_json: Optional[str] = _PlanInputs.model_fields["config_json"]
+    gpu_memory_gib: Optional[float] = _PlanInputs.model_fields["gpu_memory_gib"]
+    vllm_version: Optional[str] = _PlanInputs.model_fields["vllm_version"]
+    online: bool = _PlanInputs.model_fields["online"]
+
+
+SweepRequest = create_model("SweepRequest", __base__=_SweepBase, **_sweep_fields())
+SweepRequest.__doc__ = (f"A grid: each axis one value or a list (at most {MAX_AXIS_VALUES} values, "
+                        f"{MAX_SWEEP_CONFIGS} configurations in all); other serve flags are fixed.")
+
+
+def sweep_arguments(req: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(axes, fixed flags) of a SweepRequest, checked against the limits."""
+    axes: dict[str, Any] = {}
+    total = 1
+    for name in _SWEEP_AXES:
+        value = getattr(req, name)
+        values = value if isinstance(value, list) else ([] if value is None else [value])
+        if len(values) > MAX_AXIS_VALUES:
+            raise VllmFitError(f"{name} has {len(values)} values; at most {MAX_AXIS_VALUES} per axis")
+        if name == "max_model_len":
+            values = [_human(v, name) for v in values]
+        if values:
+            axes[name] = values
+            total *= len(values)
+    if total > MAX_SWEEP_CONFIGS:
+        raise VllmFitError(f"the grid has {total} configurations; the web API plans at most {MAX_SWEEP_CONFIGS} "
+                           "per request", "Split it, or use `vllm-fit sweep` from the shell.")
+    fixed = {}
+    for name in FLAG_NAMES:
+        if name not in _SWEEP_AXES and getattr(req, name, None) is not None:
+            fixed[name] = _human(getattr(req, name), name)
+    return axes, fixed
+
+
+def run_sweep(req: Any) -> dict[str, Any]:
+    from ..sweep import sweep
+
+    axes, fixed = sweep_arguments(req)
+    if req.gpu_memory_gib is not None:
+        _check_own({"gpu_memory_gib": req.gpu_memory_gib})
+    with model_source(req, req.model) as (name, config):
+        rows = sweep(name, config=str(config) if config else None, vllm_version=req.vllm_version,
+                     gpu_memory_gib=req.gpu_memory_gib, allow_hub=req.online and config is None, **axes, **fixed)
+    out: dict[str, Any] = {"count": len(rows), "rows": json.loads(json.dumps(rows, default=str))}
+    if req.plots:
+        out["plots"], out["plots_error"] = sweep_plots(rows)
+    return out
+
+
+def sweep_plots(rows: list[dict[str, Any]]) -> tuple[dict[str, str] | None, str | None]:
+    """The sweep plots of vllm_fit.plots as SVG text (drawn in a temporary folder, then removed)."""
+    try:
+        from .. import plots
+    except ImportError as e:  # pragma: no cover - plots is part of this build
+        return None, f"plots need vllm_fit.plots ({e})"
+    if not rows:
+        return None, "nothing to plot"
+    out: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="vllm-fit-web-") as tmp:
+        for key, fn in (("memory", plots.plot_memory_breakdown), ("concurrency", plots.plot_concurrency_vs_context),
+                        ("restore", plots.plot_kv_and_restore_vs_utilization)):
+            try:
+                files = fn(rows, Path(tmp) / key)
+            except VllmFitError as e:  # e.g. matplotlib is not installed
+                return None, e.message
+            svg = next((f for f in files if f.endswith(".svg")), None)
+            if svg:
+                text = Path(svg).read_text(encoding="utf-8")
+                out[key] = text[text.find("<svg"):]
+    return out, None
+
+
+def run_deploy(req: Any) -> dict[str, Any] | None:
+    """Command lines and manifests (vllm_fit.deploy) of a configuration that starts; None if it does not."""
+    from ..deploy import deploy
+
+    model, flags, own = plan_arguments(req)
+    own.pop("free_memory_gib", None)
+    with model_source(req, model) as (name, config):
+        try:
+            return deploy(name, config=str(config) if config else None, allow_hub=req.online and config is None,
+                          **own, **flags)
+        except VllmFitError:
+            return None
+
+
 def serve_command(plan: Any, model: str, explicit: dict[str, Any]) -> str:
     """The `vllm serve` line of a plan: the model and the flags the user set."""
     import shlex
@@ -259,5 +435,5 @@ def serve_command(plan: Any, model: str, explicit: dict[str, Any]) -> str:
             elif name in ("enable_prefix_caching", "enable_chunked_prefill"):
                 parts.append("--no-" + flag[2:])
             continue
-        parts += [flag, shlex.quote(str(value))]
+        parts += [flag, shlex.quote(json.dumps(value) if isinstance(value, dict) else str(value))]
     return " ".join(parts)

@@ -32,6 +32,21 @@
   form.addEventListener("change", (e) => {
     if (e.target.tagName !== "TEXTAREA") update();
   });
+  // advice and sweep: fragments for the same query string (their inputs belong to the form)
+  async function panel(path, out) {
+    const q = query();
+    out.setAttribute("aria-busy", "true");
+    out.innerHTML = "<p class=small>working…</p>";
+    const r = await fetch(path + "?" + q);
+    out.innerHTML = await r.text();
+    out.removeAttribute("aria-busy");
+    history.replaceState(null, "", q ? "/?" + q : "/");
+    share.href = q ? "/?" + q : "/";
+  }
+  document.getElementById("advise-button").addEventListener("click",
+    () => panel("/ui/advise", document.getElementById("advice-result")));
+  document.getElementById("sweep-button").addEventListener("click",
+    () => panel("/ui/sweep", document.getElementById("sweep-result")));
 
   const explainForm = document.getElementById("explain-form");
   const explainOut = document.getElementById("explain-result");
