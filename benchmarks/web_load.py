@@ -229,7 +229,8 @@ def main() -> None:
         "",
         *lines,
         "",
-        f"Planner alone, in process (no HTTP): {in_process_ms(bodies):.2f} ms per distinct plan.",
+        "Planner alone, in this (client) process: vllm_fit.plan without HTTP and without the server's "
+        f"resolution cache, {in_process_ms(bodies):.2f} ms per distinct plan.",
         "Latency of the paced row counts from each request's due time, so queueing behind a slow answer is included "
         f"(the client itself sent p99 {paced['send_lag_p99_ms']:.1f} ms after the due time). "
         "'planner' is the server's own time in the plan (its Server-Timing header).",
