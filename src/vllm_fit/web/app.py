@@ -13,10 +13,9 @@ import importlib
 import json
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 from fastapi import Body, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
@@ -268,5 +267,4 @@ def create_app(cache_size: int = 256) -> FastAPI:
             return HTMLResponse(page.render_explain(None, e.message))
         return HTMLResponse(page.render_explain(result, None))
 
-    app.state.query_of = lambda values: urlencode(values)
     return app
