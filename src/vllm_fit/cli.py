@@ -459,7 +459,7 @@ def deploy(
     typer.echo(json.dumps(d, indent=2) if as_json else render_deploy(d, what))
 
 
-@app.command(help="Serve the web page and REST API (needs the `web` extra: pip install 'vllm-fit[web]').")
+@app.command(help="Serve the web page and REST API on 127.0.0.1:8000 (needs the package's `web` extra).")
 def web(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
