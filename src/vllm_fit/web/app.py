@@ -99,6 +99,9 @@ def _optional_module(name: str):
 def create_app(cache_size: int = 256) -> FastAPI:
     app = FastAPI(
         title="vllm-fit",
+        # Swagger/ReDoc pages load their scripts from a CDN; a local tool serves the schema only
+        docs_url=None,
+        redoc_url=None,
         version=__version__,
         description="Predict vLLM's start-up GPU memory offline. Every answer is computed locally; "
                     "the Hugging Face hub is only reached for requests that set online=true.",
