@@ -107,3 +107,22 @@ def test_advise_with_arbitrary_targets_never_5xx(model, gpu, concurrency, contex
     body = {"model": model, "gpu": gpu, "concurrency": concurrency, "context": context, "goal": goal, **flags}
     r = _client.post("/api/advise", content=json.dumps(body), headers={"content-type": "application/json"})
     assert r.status_code in (200, 422), f"{body} -> {r.status_code}: {r.text[:300]}"
+
+
+# The page's own endpoints are not in the schema: random query strings, every answer a page (200), never a 5xx.
+_PAGE_KEYS = ["model", "gpu", "gpu_memory_gib", "vllm_version", "tensor_parallel_size", "pipeline_parallel_size",
+              "max_model_len", "gpu_memory_utilization", "kv_cache_dtype", "enforce_eager", "online", "command",
+              "concurrency", "context", "goal", "sweep_tensor_parallel_size", "sweep_max_model_len",
+              "sweep_gpu_memory_utilization", "sweep_gpu"]
+_VALUES = st.sampled_from(["qwen3-8b", "Qwen/Qwen3-32B", "H100", "2", "0", "-1", "nan", "1e309", "8k", "1,2", "x,,",
+                           "true", "vllm serve qwen3-8b -tp 2", "0.19.0", "fp8"]) | st.text(max_size=12)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(path=st.sampled_from(["/", "/ui/plan", "/ui/advise", "/ui/sweep"]),
+       query=st.dictionaries(st.sampled_from(_PAGE_KEYS), _VALUES, max_size=6))
+def test_page_endpoints_never_5xx(path, query):
+    if path == "/ui/sweep" or (path == "/" and any(k.startswith("sweep_") for k in query)):
+        query.pop("sweep_gpu", None)  # keep sweeps small: plots take a second each
+    r = _client.get(path, params=query)
+    assert r.status_code == 200, f"{path} {query} -> {r.status_code}: {r.text[:300]}"
