@@ -224,3 +224,13 @@ def test_catalog_resolution_cache_changes_no_answer():
     finally:
         sources.resolve_model = original
     assert before == after == again
+
+
+def test_explain_takes_the_log_as_plain_text(client, shared):
+    # `kubectl logs pod | curl --data-binary @- -H 'content-type: text/plain' .../api/explain`
+    text = (shared / LOG_8B).read_bytes()
+    r = client.post("/api/explain", content=text, headers={"content-type": "text/plain; charset=utf-8"})
+    assert r.status_code == 200
+    assert r.json()["logs"][0]["measured"]["kv_cache_gib"] == 58.11  # "Available KV cache memory: 58.11 GiB"
+    assert client.post("/api/explain", content=b'{"log": 5}', headers={"content-type": "application/json"}).status_code == 422
+    assert client.post("/api/explain", content=b"\xff\xfe garbage", headers={"content-type": "text/plain"}).status_code == 200

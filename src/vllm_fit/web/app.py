@@ -133,10 +133,30 @@ def create_app(cache_size: int = 256) -> FastAPI:
         return Response(body, media_type="application/json",
                         headers={"server-timing": f"plan;dur={(time.perf_counter() - t0) * 1000:.2f}"})
 
+    explain_body = {"required": True, "content": {
+        "application/json": {"schema": ExplainRequest.model_json_schema()},
+        "text/plain": {"schema": {"type": "string", "maxLength": service.MAX_LOG_CHARS}},
+    }}
+
     @app.post("/api/explain", responses={200: JSON_OBJECT, **ERRORS}, tags=["explain"],
-              summary="Read a pasted vLLM start-up log; compare it with the plan of the same configuration")
-    def api_explain(req: ExplainRequest) -> Response:
-        return _json(service.run_explain(req))
+              openapi_extra={"requestBody": explain_body},
+              summary="Read a vLLM start-up log (JSON {log} or the text itself); compare it with the plan "
+                      "of the same configuration")
+    async def api_explain(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        raw = await request.body()
+        if request.headers.get("content-type", "").split(";")[0].strip() == "text/plain":
+            text = raw.decode("utf-8", errors="replace")
+            if len(text) > service.MAX_LOG_CHARS:
+                return _json({"detail": f"the log is over {service.MAX_LOG_CHARS} characters"}, 422)
+            req = ExplainRequest(log=text, online=request.query_params.get("online") in ("1", "true", "on"))
+        else:
+            try:
+                req = ExplainRequest.model_validate_json(raw)
+            except ValidationError as e:
+                return _json({"detail": e.errors(include_url=False)}, 422)
+        return _json(await run_in_threadpool(service.run_explain, req))
 
     @app.post("/api/advise", responses={200: JSON_OBJECT, **ERRORS}, tags=["advise"],
               summary="What to change so vLLM starts and serves concurrency x context (vllm_fit.advise)")
