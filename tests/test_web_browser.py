@@ -136,6 +136,24 @@ def test_paste_a_vllm_command(page, server_url):
     expect(page.locator("#kv-tokens")).to_have_text(f"{expected.kv_cache_tokens:,}")
 
 
+def test_paste_a_config_json(page, server_url):
+    from importlib import resources
+
+    from playwright.sync_api import expect
+
+    text = resources.files("vllm_fit").joinpath("data/models/Qwen/Qwen3-8B/config.json").read_text()
+    expected = vllm_fit.plan("Qwen/Qwen3-8B", gpu="H100", max_model_len=8192)
+    page.goto(server_url + "/")
+    page.fill("#model", "my-own-qwen")
+    page.locator("details:has(#config_json) summary").click()
+    page.fill("#config_json", text)
+    page.fill("#max_model_len", "8192")
+    page.click("#plan-button")
+    # the same weights and KV as the catalog's copy of that config.json
+    expect(page.locator("#kv-tokens")).to_have_text(f"{expected.kv_cache_tokens:,}")
+    expect(page.locator("#result h2")).to_contain_text("my-own-qwen")
+
+
 def test_bad_input_shows_one_message(page, server_url):
     from playwright.sync_api import expect
 
