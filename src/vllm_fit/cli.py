@@ -472,6 +472,22 @@ def deploy(
     typer.echo(json.dumps(d, indent=2) if as_json else render_deploy(d, what))
 
 
+@app.command(help="Serve the web page and REST API on 127.0.0.1:8000 (needs the package's `web` extra).")
+def web(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    cache_size: int = typer.Option(256, "--cache-size", min=0, help="Plans kept in memory (0: none)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log"),
+) -> None:
+    try:
+        from .web import serve
+        import fastapi, jinja2, uvicorn  # noqa: F401,E401
+    except ImportError as e:
+        _fail(f"the web server needs the `web` extra ({e.name} is missing): pip install 'vllm-fit[web]'")
+        return
+    serve(host=host, port=port, cache_size=cache_size, access_log=access_log)
+
+
 from . import cli_live as _cli_live  # noqa: E402  (watch, profile: they talk to a live server)
 
 _cli_live.register(app)
