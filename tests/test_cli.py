@@ -139,3 +139,22 @@ def test_explain_garbage_and_missing():
     r = run("explain", "-", stdin="\x00\x01 not a vllm log \xff\n" * 50)
     assert r.returncode == 0 and "Traceback" not in r.stderr
     assert_bad_input(run("explain", "/no/such/log"), "does not exist")
+
+
+def test_explain_plans_a_cpu_log_with_the_cpu_block_size(tmp_path):
+    # A CPU-engine log says device_config=cpu and, with no --block-size, vLLM's
+    # CPU platform uses 128-token blocks.  Qwen3 test config: 2 layers x 2 KV heads
+    # x 64 dims x 2 (K, V) x 2 bytes x 128 tokens = 131,072 B per block;
+    # 20,000,000 B // 131,072 = 152 blocks (16-token blocks would give 1,220).
+    from vllm_fit.cli import _plan_for_log
+
+    cfg = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 256,
+           "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 1024, "max_position_embeddings": 4096,
+           "torch_dtype": "bfloat16", "tie_word_embeddings": True}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    settings = {"model": str(tmp_path), "device": "cpu", "vllm_version": "0.32.0", "max_model_len": 1024,
+                "kv_cache_memory_bytes": 20_000_000}
+    assert _plan_for_log(settings)["num_gpu_blocks"] == 152
+    settings["device"] = "cuda"
+    assert _plan_for_log(settings)["num_gpu_blocks"] == 1220

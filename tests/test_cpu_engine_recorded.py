@@ -19,20 +19,33 @@ import pytest
 
 import vllm_fit
 
-CASES = json.loads((Path(__file__).parent / "fixtures" / "cpu-engine" / "cases.json").read_text())
+FIXTURES = Path(__file__).parent / "fixtures" / "cpu-engine"
+CASES = json.loads((FIXTURES / "cases.json").read_text())
+# The last recorded run of the live tier (tests/test_engine_live.py), so that its 28
+# configurations are also checked where the engine is not installed.
+LIVE = json.loads((FIXTURES / "live-cases.json").read_text())
+
+
+def _overrides(name):
+    # the live tier's vllm-fit side may differ from what the engine ran (TP emulation,
+    # Llama-4 text inside its multimodal wrapper)
+    from test_engine_live import CASES as LIVE_CASES
+
+    return next((c[4] for c in LIVE_CASES if c[0] == name), {})
 
 
 def _plan(case):
-    cfg = case["config"]
+    ov = _overrides(case["name"]) if case in LIVE else {}
+    cfg = ov.get("config", case["config"])
+    flags = dict(case["engine"])  # exactly the vllm.LLM keywords the engine got
+    flags.update({k: v for k, v in ov.items() if k != "config"})
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "config.json"
         p.write_text(json.dumps(cfg))
-        # exactly the vllm.LLM keywords the engine got
-        return vllm_fit.plan(config=p, gpu="H100", vllm_version=case["vllm_version"], platform="cpu",
-                             **case["engine"])
+        return vllm_fit.plan(config=p, gpu="H100", vllm_version=case["vllm_version"], platform="cpu", **flags)
 
 
-ran = [c for c in CASES if c.get("ok")]
+ran = [c for c in CASES + LIVE if c.get("ok")]
 
 
 @pytest.mark.parametrize("case", ran, ids=[c["name"] for c in ran])
@@ -60,6 +73,13 @@ def test_engine_groups(case):
 
 
 failed = [c for c in CASES if not c.get("ok")]
+unsupported = [c for c in LIVE if not c.get("ok")]
+
+
+@pytest.mark.parametrize("case", unsupported, ids=[c["name"] for c in unsupported])
+def test_cases_the_cpu_build_cannot_start_are_named(case):
+    # e.g. llama-fp16-bs16: the CPU attention backend needs blocks that are multiples of 32.
+    pytest.skip(f"{case['name']}: the vLLM 0.32 CPU build cannot start it: {case.get('error')}")
 
 
 @pytest.mark.parametrize("case", failed, ids=[c["name"] for c in failed])
@@ -69,3 +89,20 @@ def test_engine_max_len_error_text(case):
     p = _plan(case)
     assert not p.fits
     assert p.error == "ValueError: " + case["error"]
+
+
+LAYOUT_LINE = __import__("re").compile(
+    r"(Setting attention block size to \d+ tokens.*|Padding mamba page size by [\d.]+%.*|"
+    r"Add \d+ padding layers, may waste at most [\d.]+% KV cache memory)$"
+)
+with_logs = [c for c in LIVE if c.get("ok")]
+
+
+@pytest.mark.parametrize("case", with_logs, ids=[c["name"] for c in with_logs])
+def test_engine_layout_log_lines(case):
+    # The block-size change, the Mamba page padding and the padding layers, as the engine logged them.
+    log = (FIXTURES / "live-logs" / f"{case['name']}.log").read_text(errors="replace")
+    want = sorted({m.group(1).strip() for line in log.splitlines() if (m := LAYOUT_LINE.search(line))})
+    p = _plan(case)
+    got = sorted({line for line in p.log_lines if LAYOUT_LINE.search(line)})
+    assert got == want

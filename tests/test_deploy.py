@@ -124,8 +124,12 @@ def test_multi_node_leaderworkerset() -> None:
         assert t[role]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     leader = " ".join(t["leaderTemplate"]["spec"]["containers"][0]["args"])
     assert "--pipeline-parallel-size=2" in leader and "--distributed-executor-backend=ray" in leader
+    assert ">= 2 else 1" in leader  # waits for both nodes to join Ray before vllm serve
     assert "ray start --address=$(LWS_LEADER_ADDRESS)" in " ".join(t["workerTemplate"]["spec"]["containers"][0]["args"])
     assert d["helm_values"] is None
+    head, worker, serve = d["docker_run"].splitlines()[1:]
+    assert "ray start --head" in head and "HEAD_IP:6379" in worker
+    assert "--distributed-executor-backend=ray" in serve and "--pipeline-parallel-size=2" in serve
     assert "LeaderWorkerSet" in render_deploy(d)
 
 

@@ -152,7 +152,7 @@ CASES: list[tuple[str, str, dict, dict, dict]] = [
     ("granite-h-ssm-fp32", "Mamba-2 hybrid, --mamba-ssm-cache-dtype float32 (bigger state, bigger block)",
      _granite(["mamba", "attention", "mamba", "attention"]),
      {"max_model_len": 1024, "mamba_ssm_cache_dtype": "float32", "kv_cache_memory_bytes": 150 * MiB}, {}),
-    ("nemotron-h-like", "Nemotron-H pattern M-M*- (Mamba / MLP / attention layers, fp32 SSM state)",
+    ("nemotron-h-like", "Nemotron-H pattern M-M*-* (Mamba / MLP / attention layers, fp32 SSM state)",
      _dense("NemotronHForCausalLM", "nemotron_h", layers=6, head_dim=64, hybrid_override_pattern="M-M*-*",
             mamba_num_heads=8, mamba_head_dim=32, ssm_state_size=64, n_groups=1, conv_kernel=4, chunk_size=256,
             use_conv_bias=True, use_bias=False, mlp_hidden_act="relu2", layer_norm_epsilon=1e-5,

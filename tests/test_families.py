@@ -288,3 +288,136 @@ def test_dp_is_one_engine_per_gpu():
     a = vllm_fit.plan("Qwen/Qwen3-8B", gpu="H100", vllm_version="0.19.0", max_model_len=8192)
     b = vllm_fit.plan("Qwen/Qwen3-8B", gpu="H100", vllm_version="0.19.0", max_model_len=8192, data_parallel_size=2)
     assert (a.weights_bytes, a.kv_cache_bytes) == (b.weights_bytes, b.kv_cache_bytes) and b.num_gpus == 2
+
+
+def test_qwen25_vl_vision_tower_is_sharded_under_tp():
+    # vLLM builds the tower with QKV/Column/RowParallelLinear (mm_encoder_tp_mode "weights"):
+    # at TP2 per block: qkv (3840*1280 + 3840)/2 = 2,459,520; proj 1280*1280/2 + bias 1,280 = 820,480;
+    # gate and up (3420*1280 + 3420)/2 each = 4,381,020; down 1280*3420/2 + bias 1,280 = 2,190,080;
+    # norms 2,560 -> 9,853,660, x32 = 315,317,120.  merger: ln_q 1,280 + mlp.0 (5120*5120 + 5120)/2
+    # = 13,109,760 + mlp.2 3584*5120/2 + bias 3,584 = 9,178,624 -> 22,289,664; patch_embed 1,505,280
+    # replicated.  339,112,064 params * 2 B = 678,224,128 B, plus the LM's mrope cache 128000*128*2.
+    s = spec_of("Qwen/Qwen2.5-VL-7B-Instruct")
+    vision = [t for t in inventory_from_config(s) if t.name.startswith("visual.")]
+    lay = Layout(tp=2, pp=1, pp_rank=0, start_layer=0, end_layer=s.num_layers)
+    assert rank_weight_bytes(s, vision, lay, "bfloat16") == 678_224_128 + 128000 * 128 * 2
+
+
+def test_mixtral_profile_peak_is_the_fused_moe_forward_at_tp2():
+    # Mixtral-8x7B, TP2, T = 8192 tokens (H100 default), top-2 of 8 experts, I/tp = 7168, H = 4096:
+    # fused_moe caches M*k*(max(2I/tp, H) + I/tp)*2 B = 8192*2*(14336 + 7168)*2 = 704,643,072;
+    # residual/hidden/normed/output 4*8192*4096*2 = 268,435,456; router logits fp32 8192*8*4 = 262,144
+    # and top-k weights/ids 8192*2*8 = 131,072 -> 973,471,744 B.  The sampler phase is smaller:
+    # vocab 32000, Triton path 14*1024*32000 + 4*132*32000 = 475,648,000 + hidden 67,108,864
+    # + 2*1024*4096*2 = 16,777,216 -> 559,534,080 B.
+    p = vllm_fit.plan("mistralai/Mixtral-8x7B-v0.1", gpu="H100", vllm_version="0.19.0", tensor_parallel_size=2,
+                      max_model_len=8192)
+    act = p.ranks[0].activation
+    assert act.forward_phase_bytes == 973_471_744
+    assert act.sampler_phase_bytes == 559_534_080 and act.dominant == "forward"
+
+
+def test_llava_builds_the_clip_tower_up_to_the_feature_layer():
+    # llava-1.5-7b style: CLIP ViT-L/14 at 336 px (transformers defaults), vision_feature_layer -2:
+    # vLLM builds 24 + 1 - 2 = 23 encoder layers and no post_layernorm.
+    # embeddings: patch 1024*3*14*14 = 602,112 + class 1,024 + positions 577*1024 = 590,848;
+    # pre_layrnorm 2,048.  Per layer: q,k,v,out 4*(1024*1024 + 1024) = 4,198,400; two LayerNorms
+    # 4,096; fc1 4096*1024 + 4096 = 4,198,400; fc2 1024*4096 + 1024 = 4,195,328 -> 12,596,224, x23
+    # = 289,713,152.  Projector: linear_1 4096*1024 + 4096 = 4,198,400, linear_2 4096*4096 + 4096
+    # = 16,781,312.  Vision + projector = 311,888,896.
+    cfg = {"architectures": ["LlavaForConditionalGeneration"], "vision_feature_layer": -2,
+           "vision_config": {"model_type": "clip_vision_model"},
+           "text_config": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
+                           "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 32064,
+                           "max_position_embeddings": 4096},
+           "torch_dtype": "float16"}
+    s = spec_from_config(cfg, "llava")
+    inv = inventory_from_config(s)
+    vis = sum(t.numel for t in inv if t.name.startswith(("vision_tower.", "multi_modal_projector.")))
+    assert vis == 311_888_896
+    assert s.vision.num_layers == 23 and s.vision.tokens_per_item == 576
+
+
+def test_runtime_bitsandbytes_on_llama_31_8b():
+    # --quantization bitsandbytes on the bf16 checkpoint: the 6,979,321,856 decoder Linear weights
+    # (per layer q 4096*4096, k/v 2*1024*4096, o 4096*4096, gate/up/down 3*14336*4096 = 218,103,808,
+    # x32) become 0.5 B each + fp32 absmax per 64 values: 3,489,660,928 + 436,207,616; embed + head
+    # 2*128256*4096*2 = 2,101,346,304; 65 norms * 4096 * 2 = 532,480; RoPE 131072*128*2 = 33,554,432.
+    p = vllm_fit.plan("meta-llama/Llama-3.1-8B-Instruct", gpu="H100", vllm_version="0.19.0",
+                      max_model_len=8192, quantization="bitsandbytes")
+    assert p.weights_bytes == 3_489_660_928 + 436_207_616 + 2_101_346_304 + 532_480 + 33_554_432
+
+
+def test_per_expert_checkpoint_headers_place_like_the_config_inventory(tmp_path):
+    # A tiny Mixtral checkpoint written as safetensors headers with one tensor per expert
+    # (the HF layout: block_sparse_moe.experts.{e}.w1/w2/w3): 2 layers, hidden 64, 4 experts of 32.
+    # Under EP=2 rank 0 owns experts 0-1: per layer 2*3*32*64*2 B = 24,576 B of experts, the same
+    # bytes as the config-derived stacked [E, ...] inventory gives.
+    import json
+    import struct
+
+    from vllm_fit.weights import read_safetensors_headers
+
+    cfg = {"architectures": ["MixtralForCausalLM"], "hidden_size": 64, "intermediate_size": 32,
+           "num_local_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "vocab_size": 128, "max_position_embeddings": 64, "torch_dtype": "bfloat16"}
+    s = spec_from_config(cfg, "tiny-mixtral")
+    header = {}
+    for t in inventory_from_config(s):
+        if ".experts.w13" in t.name or ".experts.w2" in t.name:
+            e, n_out, n_in = t.shape
+            for i in range(e):
+                base = t.name.replace(".experts.w13.weight", f".experts.{i}.").replace(".experts.w2.weight", f".experts.{i}.")
+                names = ("w1", "w3") if ".w13" in t.name else ("w2",)
+                for nm in names:
+                    rows = n_out // 2 if nm != "w2" else n_out
+                    header[f"{base}{nm}.weight"] = {"dtype": "BF16", "shape": [rows, n_in], "data_offsets": [0, 0]}
+        else:
+            header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [0, 0]}
+    raw = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw)
+    from_headers = read_safetensors_headers(tmp_path)
+    for ep in (1, 2):
+        lay = Layout(tp=1, pp=1, pp_rank=0, start_layer=0, end_layer=2, ep_size=ep)
+        assert rank_weight_bytes(s, from_headers, lay, "bfloat16") == rank_weight_bytes(s, inventory_from_config(s), lay, "bfloat16")
+    lay1 = Layout(tp=1, pp=1, pp_rank=0, start_layer=0, end_layer=2)
+    lay2 = Layout(tp=1, pp=1, pp_rank=0, start_layer=0, end_layer=2, ep_size=2)
+    assert rank_weight_bytes(s, from_headers, lay1, "bfloat16") - rank_weight_bytes(s, from_headers, lay2, "bfloat16") == 2 * 24_576
+
+
+def test_llama4_interleaved_moe_layers_with_shared_expert():
+    # Maverick-style interleave_moe_layer_step 2: vLLM's Llama4 decoder layer is MoE when
+    # (layer_idx + 1) % 2 == 0, i.e. layers 1 and 3 of 4; the others use the dense
+    # intermediate_size_mlp FFN.  Tiny text config: hidden 64, 4 experts of 32 (+ one shared
+    # expert of 32), dense FFN 96, 4 heads / 2 KV heads of 16, vocab 128 (a minimal vision_config
+    # is required by the wrapper; only the language-model tensors are counted below).
+    text = {"hidden_size": 64, "intermediate_size": 32, "intermediate_size_mlp": 96, "num_local_experts": 4,
+            "num_experts_per_tok": 1, "interleave_moe_layer_step": 2, "num_hidden_layers": 4,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 128,
+            "max_position_embeddings": 64}
+    cfg = {"architectures": ["Llama4ForConditionalGeneration"], "text_config": text, "torch_dtype": "bfloat16",
+           "vision_config": {"hidden_size": 32, "num_hidden_layers": 1, "intermediate_size": 64,
+                             "num_attention_heads": 2, "image_size": 28, "patch_size": 14,
+                             "vision_output_dim": 16}}
+    s = spec_from_config(cfg, "tiny-llama4")
+    assert s.moe.layers == (False, True, False, True)
+    lm = sum(t.numel for t in inventory_from_config(s) if t.name.startswith("language_model"))
+    # attention per layer: q 64*64 + k,v 2*32*64 + o 64*64 = 12,288 (+ 2 norms 128) = 12,416.
+    # dense FFN 3*96*64 = 18,432; MoE FFN: router 4*64 = 256 + experts 4*3*32*64 = 24,576
+    # + shared 3*32*64 = 6,144 = 30,976.  2*(12,416 + 18,432) + 2*(12,416 + 30,976) = 148,480
+    # + embed and head 2*128*64 = 16,384 + final norm 64 = 164,928.
+    assert lm == 164_928
+
+
+def test_modelopt_nvfp4_folder_reads_hf_quant_config(tmp_path):
+    # ModelOpt exports put quantization in hf_quant_config.json.  The tiny Llama above in NVFP4:
+    # 0.5 B/weight + FP8 scale per 16 + two fp32 global scales per linear; lm_head excluded.
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps(TINY))
+    (tmp_path / "hf_quant_config.json").write_text(json.dumps(
+        {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", "group_size": 16,
+                                                            "exclude_modules": ["lm_head"]}}))
+    s = resolve_model(str(tmp_path), allow_hub=False).spec
+    assert s.quantization.method == "modelopt_fp4"
+    assert weights(s) == TINY_REST + TINY_LINEAR // 2 + TINY_LINEAR // 16 + 112

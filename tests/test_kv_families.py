@@ -86,22 +86,27 @@ def test_gpt_oss_20b_sliding_128_and_sinks():
 
 def test_deepseek_v3_mla_latent_same_on_every_rank():
     # DeepSeek-V3: 61 layers (the MTP layer is not served), latent 512 + 64 = 576 per token per
-    # layer = 1,152 B in bf16; FlashMLA block 64 on H100 -> page 73,728 B; one block = 61 x 73,728
-    # = 4,497,408 B -> 10 GiB // 4,497,408 = 2,387 blocks; 8192 / 64 = 128 blocks per request;
-    # tokens int(2,387 x 8192 / 128) = 152,768.  The latent is not split by TP: 8 ranks hold the
-    # same 2,387 blocks each.
+    # layer = 1,152 B in bf16.  vLLM 0.33 on H100 picks FLASH_ATTN_MLA (multiple of 16): block 16,
+    # page 18,432 B, one block = 61 x 18,432 = 1,124,352 B -> 10 GiB // 1,124,352 = 9,549 blocks;
+    # 8192 / 16 = 512 per request; tokens int(9,549 x 8192 / 512) = 152,784.  The latent is not
+    # split by TP: 8 ranks hold the same 9,549 blocks each.
     p = plan("deepseek-ai/DeepSeek-V3")
     assert (p.block_size, p.bytes_per_block, p.num_gpu_blocks, p.blocks_per_request, p.kv_cache_tokens) == (
-        64, 4_497_408, 2387, 128, 152768)
+        16, 1_124_352, 9549, 512, 152784)
     p8 = vllm_fit.plan("deepseek-ai/DeepSeek-V3", gpu="H200", vllm_version="0.33.0", tensor_parallel_size=8,
                        max_model_len=8192, kv_cache_memory_bytes=KV)
-    assert (p8.bytes_per_block, p8.num_gpu_blocks) == (4_497_408, 2387)
-    # fp8 KV: 576 B per token per layer -> 61 x 64 x 576 = 2,248,704 B per block -> 4,774 blocks.
+    assert (p8.bytes_per_block, p8.num_gpu_blocks) == (1_124_352, 9549)
+    # vLLM 0.14 forces FlashMLA's block 64 on Hopper: 61 x 64 x 1,152 = 4,497,408 B -> 2,387 blocks,
+    # 128 per request.
+    p = plan("deepseek-ai/DeepSeek-V3", version="0.14.0")
+    assert (p.block_size, p.bytes_per_block, p.num_gpu_blocks, p.blocks_per_request) == (64, 4_497_408, 2387, 128)
+    # fp8 KV: 576 B per token per layer -> 61 x 16 x 576 = 562,176 B per block -> 19,099 blocks.
     p = plan("deepseek-ai/DeepSeek-V3", kv_cache_dtype="fp8")
-    assert (p.bytes_per_block, p.num_gpu_blocks) == (2_248_704, 4774)
-    # fp8_ds_mla (0.14+): 656 B per token per layer -> 61 x 64 x 656 = 2,561,024 B -> 4,192 blocks.
+    assert (p.bytes_per_block, p.num_gpu_blocks) == (562_176, 19099)
+    # fp8_ds_mla (0.14+, sparse FlashMLA, block 64): 656 B per token per layer
+    # -> 61 x 64 x 656 = 2,561,024 B -> 4,192 blocks.
     p = plan("deepseek-ai/DeepSeek-V3", kv_cache_dtype="fp8_ds_mla")
-    assert (p.bytes_per_block, p.num_gpu_blocks) == (2_561_024, 4192)
+    assert (p.block_size, p.bytes_per_block, p.num_gpu_blocks) == (64, 2_561_024, 4192)
 
 
 def test_granite_4_h_tiny_mamba_state_pages():
@@ -125,6 +130,16 @@ def test_granite_4_h_tiny_mamba_state_pages():
     # per request 9 x cdiv(8192, 512) + 16 = 9 x 16 + 16 = 160.
     p = plan("ibm-granite/granite-4.0-h-tiny", version="0.14.0", enable_prefix_caching=True)
     assert (p.block_size, p.blocks_per_request) == (512, 160)
+    # 0.26: prefix caching on by default for hybrids, Mamba-2 models get mode "all" -> same 512 / 160.
+    assert (plan("ibm-granite/granite-4.0-h-tiny", version="0.26.0").block_size,
+            plan("ibm-granite/granite-4.0-h-tiny", version="0.26.0").blocks_per_request) == (512, 160)
+    # 0.28: mode "align" for every model: block back to 400, 2 blocks per Mamba group:
+    # 9 x 2 + 21 = 39 (the prefill checkpoint block arrives in 0.32).
+    p = plan("ibm-granite/granite-4.0-h-tiny", version="0.28.0")
+    assert (p.block_size, p.blocks_per_request) == (400, 39)
+    # 0.11: prefix caching is forced off for hybrids even when asked for: 30 blocks.
+    p = plan("ibm-granite/granite-4.0-h-tiny", version="0.11.0", enable_prefix_caching=True)
+    assert (p.block_size, p.blocks_per_request) == (400, 30)
 
 
 def test_qwen3_next_gated_delta_net_state():
@@ -199,6 +214,59 @@ def test_vllm_011_groups_and_page_sizes():
     assert (ln.group_size, len(ln.groups), ln.padding_layers) == (4, 2, 1)
 
 
-def test_unknown_packed_kv_dtype_is_refused_clearly():
-    with pytest.raises(VllmFitError, match="not modelled"):
-        plan("Qwen/Qwen2.5-7B-Instruct", kv_cache_dtype="nvfp4")
+def test_packed_kv_formats_of_vllm_033():
+    # Qwen2.5-7B: 28 layers, 4 KV heads x 128.
+    # int8_per_token_head (Triton packs K, V bytes + two fp32 scales per head):
+    #   4 x (2 x 128 + 8) = 1,056 B per token per layer; block 16 x 1,056 x 28 = 473,088 B
+    #   -> 10 GiB // 473,088 = 22,696 blocks.
+    # int4_per_token_head: 4 x (2 x 64 + 8) = 544 B -> 16 x 544 x 28 = 243,712 B -> 44,057 blocks.
+    # nvfp4 (FlashInfer: 2 slots per head of 64 fp4 bytes + 8 fp8 scales): 2 x 4 x 72 = 576 B
+    #   -> 16 x 576 x 28 = 258,048 B -> 41,610 blocks.
+    for dtype, per_block, blocks in (("int8_per_token_head", 473_088, 22696),
+                                     ("int4_per_token_head", 243_712, 44057),
+                                     ("nvfp4", 258_048, 41610)):
+        p = plan("Qwen/Qwen2.5-7B-Instruct", kv_cache_dtype=dtype)
+        assert (p.bytes_per_block, p.num_gpu_blocks) == (per_block, blocks), dtype
+    with pytest.raises(VllmFitError, match="0.33"):
+        plan("Qwen/Qwen2.5-7B-Instruct", version="0.32.0", kv_cache_dtype="nvfp4")
+
+
+def test_pipeline_stages_project_the_global_groups():
+    # Groups are formed over the whole model, then each stage keeps its own layers
+    # (get_kv_cache_configs / _project_kv_cache_groups_to_worker).  gemma-3-4b-it, PP 2
+    # (layers 0-16 | 17-33): global groups = full {5,11,17,23,29} + 6 sliding groups taking every
+    # 6th of the 29 sliding layers [0,1,2,3,4,6,...].  Stage 0 holds sliding list items 0-14, so
+    # groups 0-2 keep 3 layers (items i, i+6, i+12) and groups 3-5 keep 2; full keeps 2 -> a block
+    # costs 3 x 65,536 = 196,608 B.  Stage 1: sliding items 15-28 -> groups 3 and 4 keep 3
+    # (15,21,27 / 16,22,28), full keeps 3 -> also 196,608 B.  10 GiB // 196,608 = 54,613 blocks.
+    # (Grouping each stage on its own would give 2 x 65,536 = 131,072 B: not what vLLM does.)
+    p = plan("google/gemma-3-4b-it", pipeline_parallel_size=2)
+    assert [r.bytes_per_block for r in p.ranks] == [196_608, 196_608]
+    assert p.num_gpu_blocks == 54613
+
+
+def test_sliding_window_in_flight_tokens_with_pipeline_parallelism():
+    # vLLM 0.33 runs every model on Model Runner V2 with async scheduling:
+    # max_in_flight_tokens = (PP + 1) x max_num_batched_tokens.  gpt-oss-20b, PP 2, 32k tokens:
+    # X = 3 x 8192 = 24,576 -> sliding cdiv(min(127 + 24,576, 32,768), 16) + 1 = 1,544 + 1 = 1,545,
+    # full 2,048 -> 3,593 blocks per request (PP 1: X = 16,384 -> 1,033 + 2,048 = 3,081).
+    p = plan("openai/gpt-oss-20b", max_model_len=32768, pipeline_parallel_size=2)
+    assert p.blocks_per_request == 3593
+    # vLLM 0.19 (X = max_num_batched_tokens whatever the PP size): cdiv(127 + 8,192, 16) = 520,
+    # + 1 = 521; + 2,048 = 2,569.
+    p = plan("openai/gpt-oss-20b", version="0.19.0", max_model_len=32768, pipeline_parallel_size=2)
+    assert p.blocks_per_request == 2569
+
+
+def test_one_request_check_with_pipeline_parallelism_per_version():
+    # Llama-3.1-8B: 32 layers x 8 KV heads x 128 -> 2 x 8 x 128 x 2 = 4,096 B per token per layer.
+    # At 131,072 tokens one request needs 131,072 x 4,096 = 512 MiB per layer:
+    # the whole model 32 x 512 MiB = 16 GiB, one PP stage (16 layers) 8 GiB.
+    # With 10 GiB of KV per GPU and PP 2, vLLM 0.14-0.16 check the whole model's groups against
+    # the smallest budget (16 > 10: refused), 0.17+ each stage's own layers (8 <= 10 - one block).
+    args = dict(max_model_len=131072, pipeline_parallel_size=2)
+    old = plan("meta-llama/Llama-3.1-8B-Instruct", version="0.14.0", **args)
+    new = plan("meta-llama/Llama-3.1-8B-Instruct", version="0.17.0", **args)
+    assert old.failure_kind == "max_model_len_does_not_fit"
+    assert "(16.0 GiB KV cache is needed" in old.error  # format_gib
+    assert new.fits

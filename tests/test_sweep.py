@@ -108,3 +108,19 @@ def test_bad_input(kwargs: dict, text: str) -> None:
     with pytest.raises(VllmFitError) as e:
         sweep("qwen3-0.6b", **kwargs)
     assert text in str(e.value)
+
+
+@pytest.mark.parametrize("model", ["Qwen/Qwen3-30B-A3B", "openai/gpt-oss-20b", "deepseek-ai/DeepSeek-V2-Lite",
+                                   "ibm-granite/granite-4.0-h-tiny", "google/gemma-3-4b-it",
+                                   "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "Qwen/Qwen2.5-7B-Instruct-AWQ"])
+def test_memoized_sweep_equals_plan_across_families(model: str) -> None:
+    # MoE, MXFP4, MLA, hybrid Mamba, sliding window + vision, FP8 and AWQ checkpoints: the memoized
+    # weight path must not change a single byte of any plan
+    rows = sweep(model, gpu=["H100", "L40S"], tensor_parallel_size=[1, 2], gpu_memory_utilization=[0.6, 0.9],
+                 max_model_len=[4096], vllm_version="0.19.0")
+    assert len(rows) == 8
+    for r in rows:
+        p = vllm_fit.plan(model, gpu=r["gpu"], vllm_version="0.19.0", **r["serve_flags"])
+        assert (p.fits, p.failure_kind, p.kv_cache_bytes, p.num_gpu_blocks) == (
+            r["fits"], r["failure_kind"], r["kv_cache_bytes"], r["num_gpu_blocks"])
+        assert abs(p.weights_bytes / 2**30 - r["weights_gib"]) < 1e-4

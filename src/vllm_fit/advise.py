@@ -680,6 +680,9 @@ def _recommend(P: Planner, r: dict[str, Any], goal: str, starting: dict[str, Any
             if found is not None:
                 flags = _flags(flags, max_num_seqs=found)
                 why += f", --max-num-seqs {found} (the largest that starts)"
+    given_seqs = r["given"]["serve_flags"].get("max_num_seqs")
+    if flags.get("max_num_seqs") != given_seqs and "--max-num-seqs" not in why and goal != "latency":
+        why += f", --max-num-seqs {flags.get('max_num_seqs')} (the largest that starts)"
     p = P.plan(flags)
     if not p.fits:
         why = "nothing found: no searched layout, length, utilization or --max-num-seqs starts with these flags"

@@ -91,6 +91,10 @@ def plan(
     enable_expert_parallel: bool = typer.Option(False, "--enable-expert-parallel", "-ep"),
     limit_mm_per_prompt: Optional[str] = typer.Option(None, "--limit-mm-per-prompt", help='e.g. \'{"image": 2}\''),
     skip_mm_profiling: bool = typer.Option(False, "--skip-mm-profiling"),
+    disable_hybrid_kv_cache_manager: Optional[bool] = typer.Option(
+        None, "--disable-hybrid-kv-cache-manager/--no-disable-hybrid-kv-cache-manager"),
+    mamba_ssm_cache_dtype: Optional[str] = typer.Option(None, "--mamba-ssm-cache-dtype"),
+    mamba_cache_dtype: Optional[str] = typer.Option(None, "--mamba-cache-dtype"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     import vllm_fit
@@ -152,6 +156,9 @@ def plan(
             enable_expert_parallel=enable_expert_parallel or None,
             limit_mm_per_prompt=_mm_limits(limit_mm_per_prompt),
             skip_mm_profiling=skip_mm_profiling or None,
+            disable_hybrid_kv_cache_manager=disable_hybrid_kv_cache_manager,
+            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
+            mamba_cache_dtype=mamba_cache_dtype,
         )
         flags.update({k: v for k, v in cli_flags.items() if v is not None})
         if model is None and config is None:
@@ -178,6 +185,10 @@ def _plan_for_log(settings: dict) -> dict:
     model = flags.pop("model", None)
     version = flags.pop("vllm_version", None)
     total = flags.pop("gpu_memory_gib", None)
+    # vllm/platforms/cpu.py check_and_update_config: the CPU build defaults to
+    # 128-token blocks where CUDA uses 16.
+    if flags.pop("device", None) == "cpu":
+        flags.setdefault("block_size", 128)
     if flags.get("quantization") in ("compressed-tensors", "None"):
         flags.pop("quantization")  # read from the checkpoint's config
     return vllm_fit.plan(model, gpu_memory_gib=total, vllm_version=version, **flags).to_dict()
@@ -294,7 +305,7 @@ def _serve_flags(extra: list[str], passthrough: Optional[list] = None) -> dict:
 @app.command(
     context_settings=_PASSTHROUGH,
     help="What to change so vLLM starts, serves N requests of L tokens and cold-starts fast: "
-    "`vllm-fit advise MODEL --gpu H100 [vLLM flags] [--concurrency N] [--context L] [--goal ...]`. "
+    "`vllm-fit advise MODEL --gpu H100 --max-model-len 16000 -tp 2 ... (any vLLM flags) [--concurrency N] [--context L] [--goal ...]`. "
     "Every answer is re-planned (the next step beyond it is shown failing).",
 )
 def advise(
@@ -473,6 +484,11 @@ def web(
         _fail(f"the web server needs the `web` extra ({e.name} is missing): pip install 'vllm-fit[web]'")
         return
     serve(host=host, port=port, cache_size=cache_size, access_log=access_log)
+
+
+from . import cli_live as _cli_live  # noqa: E402  (watch, profile: they talk to a live server)
+
+_cli_live.register(app)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

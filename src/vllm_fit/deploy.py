@@ -175,10 +175,7 @@ def deploy(
         "serve_argv": serve_cmd,
         "plan": {k: v for k, v in p.to_dict().items() if k != "log_lines"},
     }
-    out["docker_run"] = shlex.join([
-        "docker", "run", "--gpus", str(gpus) if gpus > 1 else "1", "--ipc=host", "-p", f"{port}:{port}",
-        "-v", f"$HOME/.cache/huggingface:{CACHE_MOUNT}", "-e", "HF_TOKEN", image, model_id, *args, f"--port={port}",
-    ]).replace("'$HOME/.cache/huggingface:", '"$HOME"/.cache/huggingface:').replace(f"{CACHE_MOUNT}'", CACHE_MOUNT)
+    out["docker_run"] = _docker(gpus, gpus_per_node, port, image, model_id, args)
 
     if gpus <= gpus_per_node:
         container = _container(image, model_id, args, gpus, port, hf_secret, hf_secret_key)
@@ -213,6 +210,28 @@ def deploy(
     return out
 
 
+def _docker(gpus: int, gpus_per_node: int, port: int, image: str, model: str, args: list[str]) -> str:
+    def line(words: list[str]) -> str:
+        # keep $HOME for the shell that runs the line
+        return shlex.join(words).replace("'$HOME/.cache/huggingface:" + CACHE_MOUNT + "'",
+                                         '"$HOME"/.cache/huggingface:' + CACHE_MOUNT)
+
+    common = ["--ipc=host", "-v", f"$HOME/.cache/huggingface:{CACHE_MOUNT}", "-e", "HF_TOKEN"]
+    if gpus <= gpus_per_node:
+        return line(["docker", "run", "--gpus", str(gpus), "--ipc=host", "-p", f"{port}:{port}", *common[1:], image, model,
+                     *args, f"--port={port}"])
+    nodes = -(-gpus // gpus_per_node)
+    ray = ["--gpus", "all", "--network", "host", "--shm-size", "16g", *common, "--entrypoint", "/bin/bash", image, "-c"]
+    return "\n".join([
+        f"# {nodes} nodes: a Ray head on the first, workers on the others, then vllm serve on the head",
+        line(["docker", "run", "-d", "--name", "vllm-head", *ray, "ray start --head --port=6379 --block"]),
+        line(["docker", "run", "-d", "--name", "vllm-worker", *ray, "ray start --address=HEAD_IP:6379 --block"])
+        + f"  # on each of the other {nodes - 1} node(s)",
+        line(["docker", "exec", "vllm-head", "vllm", "serve", model, *args, "--distributed-executor-backend=ray",
+              f"--port={port}"]),
+    ])
+
+
 def _service(meta: dict[str, Any], port: int, leader_only: bool = False) -> dict[str, Any]:
     selector = dict(meta["labels"])
     if leader_only:
@@ -229,7 +248,10 @@ def _leaderworkerset(meta: dict[str, Any], image: str, model: str, args: list[st
                      shm_gib: int) -> dict[str, Any]:
     nodes = -(-(tp * pp) // gpus_per_node)
     serve = shlex.join(["vllm", "serve", model, *args, "--distributed-executor-backend=ray", "--host=0.0.0.0", f"--port={port}"])
-    leader_cmd = f"ray start --head --port=6379 && {serve}"
+    # wait until every worker pod has joined the Ray cluster before vLLM places its workers
+    wait = ("until python3 -c \"import ray,sys; ray.init(address='auto', logging_level='ERROR'); "
+            f"sys.exit(0 if sum(n['Alive'] for n in ray.nodes()) >= {nodes} else 1)\"; do sleep 5; done")
+    leader_cmd = f"ray start --head --port=6379 && {wait} && {serve}"
     worker_cmd = "ray start --address=$(LWS_LEADER_ADDRESS):6379 --block"
     leader = _container(image, model, ["-c", leader_cmd], gpus_per_node, port, hf_secret, hf_secret_key, command=["/bin/bash"])
     worker = _container(image, model, ["-c", worker_cmd], gpus_per_node, port, hf_secret, hf_secret_key, command=["/bin/bash"])

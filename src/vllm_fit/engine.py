@@ -60,6 +60,7 @@ class EngineSettings:
     mamba_block_size: int | None = None
     mamba_page_size_padded: int | None = None
     mamba_ssm_cache_dtype: str = "auto"
+    hybrid_block_raised: bool = False  # vLLM logged "Setting attention block size to ..."
     # MoE / multimodal (3B)
     enable_expert_parallel: bool = False
     limit_mm_per_prompt: tuple[tuple[str, int], ...] = ()
@@ -181,14 +182,25 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
 
     # KV cache dtype (vllm/config/cache.py CacheDType per version)
     kv_dtype = args.kv_cache_dtype
-    if kv_dtype not in KV_DTYPE_BYTES and kv_dtype != "fp8_ds_mla":
+    from .kv_cache import PACKED_KV_DTYPES
+
+    if kv_dtype in PACKED_KV_DTYPES:
+        if rules.minor < 33:
+            raise FlagError(f"vLLM {rules.version} has no --kv-cache-dtype {kv_dtype}", "The packed KV formats arrived in 0.33.")
+        if "mla" in spec.layer_kinds or spec.mamba is not None:
+            raise FlagError(f"--kv-cache-dtype {kv_dtype} is not modelled for MLA or hybrid Mamba models",
+                            "vllm-fit models it for standard attention layers (vLLM 0.33 Triton / FlashInfer packing).")
+    elif kv_dtype not in KV_DTYPE_BYTES and kv_dtype != "fp8_ds_mla":
         raise FlagError(
-            f"--kv-cache-dtype {kv_dtype} (a packed format with per-token scales, vLLM 0.33) is not modelled",
-            "Use auto, bfloat16, float16 or an fp8 variant (fp8, fp8_e4m3, fp8_e5m2).",
+            f"--kv-cache-dtype {kv_dtype} is not modelled",
+            "Use auto, bfloat16, float16, an fp8 variant (fp8, fp8_e4m3, fp8_e5m2) or, on 0.33, a packed format "
+            "(int8/fp8/int4_per_token_head, nvfp4).",
         )
     if kv_dtype == "float16" and rules.minor < 33:
         raise FlagError(f"vLLM {rules.version} has no --kv-cache-dtype float16", "It was added in 0.33; use auto.")
-    if kv_dtype == "fp8_ds_mla":
+    if kv_dtype in PACKED_KV_DTYPES:
+        kv_bytes = 1  # nominal; the page size comes from kv_cache.packed_bytes_per_token
+    elif kv_dtype == "fp8_ds_mla":
         if rules.minor < 14 or "mla" not in spec.layer_kinds:
             raise FlagError(
                 f"--kv-cache-dtype fp8_ds_mla needs an MLA model and vLLM 0.14 or newer",
@@ -208,11 +220,16 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
             "Allowed: " + ", ".join(str(b) for b in sorted(allowed)) + ".",
         )
     if "mla" in spec.layer_kinds:
-        # MLA backends force their block size: CPU MLA kernel 16
-        # (platforms/cpu.py); on CUDA FlashMLA 64 (Hopper), CUTLASS MLA 128
-        # (Blackwell) (platforms/cuda.py check_and_update_config / backend
-        # preferred sizes).
-        forced = 16 if platform == "cpu" else (128 if _capability(gpu) >= 10.0 else 64)
+        blackwell = _capability(gpu) >= 10.0
+        if platform == "cpu":
+            forced = 16  # platforms/cpu.py: the CPU MLA kernel compiles with block 16 only
+        elif kv_dtype == "fp8_ds_mla":
+            forced = 64  # DeepSeek-V3.2 sparse FlashMLA: block 64 in every version
+        elif rules.mla_block_rule == "forced":
+            need = 128 if blackwell else 64  # CUTLASS MLA / FlashMLA
+            forced = block_size if block_size % need == 0 else need
+        else:
+            forced = block_size if args.block_size else (32 if blackwell else 16)
         if forced != block_size:
             notes.append(f"MLA attention backend uses block size {forced}")
         block_size = forced
@@ -275,12 +292,22 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
                    "decide automatically.")
     in_flight = mbt
     if rules.sliding_window_in_flight_batches and platform == "cuda":
-        # max_in_flight_tokens = max_concurrent_batches x mbt: 2 with async
-        # scheduling (PP 1), else the PP size (vllm/config/vllm.py, 0.26+).
-        in_flight = mbt * (2 if args.pipeline_parallel_size == 1 else args.pipeline_parallel_size)
+        # max_in_flight_tokens = max_concurrent_batches x mbt (vllm/config/vllm.py,
+        # 0.26+): async scheduling on -> PP + 1 with Model Runner V2, 2 with V1 at
+        # PP 1; V1 with PP > 1 runs without async scheduling -> PP.
+        from .versions import uses_v2_runner
+
+        pp = args.pipeline_parallel_size
+        if uses_v2_runner(rules, spec.architecture, quant is not None):
+            in_flight = mbt * (pp + 1)
+        else:
+            in_flight = mbt * (2 if pp == 1 else pp)
     hybrid = _hybrid_mamba(spec, args, rules, platform, block_size, kv_bytes, dtype, max_model_len, prefix)
+    raised = False
     if hybrid is not None:
+        raised_from = block_size
         block_size, prefix, mamba_mode, mamba_block, mamba_padded, hnotes = hybrid
+        raised = block_size != raised_from
         notes.extend(hnotes)
     else:
         mamba_mode, mamba_block, mamba_padded = "none", None, None
@@ -336,6 +363,7 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
         mamba_block_size=mamba_block,
         mamba_page_size_padded=mamba_padded,
         mamba_ssm_cache_dtype=args.mamba_ssm_cache_dtype,
+        hybrid_block_raised=raised,
     )
 
 

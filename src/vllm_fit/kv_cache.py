@@ -52,14 +52,31 @@ class KVCacheSpec:
         return replace(self, block_size=block_size)
 
 
+PACKED_KV_DTYPES = ("int8_per_token_head", "fp8_per_token_head", "int4_per_token_head", "nvfp4", "nvfp4_4over6")
+
+
+def packed_bytes_per_token(kv_cache_dtype: str, num_kv_heads: int, head_size: int) -> int:
+    """vLLM 0.33's packed KV formats, as the backend's customize_spec lays them out:
+    per-token-head int8/fp8 (Triton): per head (K + V) bytes + two fp32 scales;
+    int4: half the bytes + two fp32 scales (v1/attention/backends/triton_attn.py);
+    NVFP4 (FlashInfer): 2 slots per head of head/2 fp4 bytes + head/16 fp8 block
+    scales (v1/attention/backends/flashinfer.py, utils/torch_utils.py)."""
+    if kv_cache_dtype in ("nvfp4", "nvfp4_4over6"):
+        return 2 * num_kv_heads * (head_size // 2 + head_size // 16)
+    data = head_size // 2 if kv_cache_dtype == "int4_per_token_head" else head_size
+    return num_kv_heads * (2 * data + 2 * 4)
+
+
 @dataclass(frozen=True)
 class FullAttentionSpec(KVCacheSpec):
-    """K and V for every token: 2 x block x kv_heads x head_size x dtype."""
+    """K and V for every token: 2 x block x kv_heads x head_size x dtype
+    (or a packed format's bytes per token)."""
 
     num_kv_heads: int
     head_size: int
     dtype_bytes: float  # 1 for fp8, 2 for bf16/fp16, 4 for fp32
     page_size_padded: int | None = None
+    packed_bytes_per_token: int | None = None
 
     @property
     def kind(self) -> str:
@@ -67,7 +84,7 @@ class FullAttentionSpec(KVCacheSpec):
 
     @property
     def real_page_size_bytes(self) -> int:
-        return int(2 * self.block_size * self.num_kv_heads * self.head_size * self.dtype_bytes)
+        return self.block_size * self.bytes_per_token
 
     @property
     def page_size_bytes(self) -> int:
@@ -75,6 +92,8 @@ class FullAttentionSpec(KVCacheSpec):
 
     @property
     def bytes_per_token(self) -> int:
+        if self.packed_bytes_per_token is not None:
+            return self.packed_bytes_per_token
         return int(2 * self.num_kv_heads * self.head_size * self.dtype_bytes)
 
     def max_memory_usage_bytes(self, ctx: KVContext) -> int:
@@ -82,7 +101,7 @@ class FullAttentionSpec(KVCacheSpec):
 
     def as_full(self) -> "FullAttentionSpec":
         return FullAttentionSpec(self.block_size, self.num_kv_heads, self.head_size, self.dtype_bytes,
-                                 self.page_size_padded)
+                                 self.page_size_padded, self.packed_bytes_per_token)
 
 
 @dataclass(frozen=True)
@@ -315,6 +334,21 @@ def group_layers(specs: dict[int, KVCacheSpec], rules: VersionRules, disable_hyb
     return KVLayout(tuple(groups), group_size, padding)
 
 
+def project_to_worker(layout: KVLayout, start: int, end: int) -> KVLayout:
+    """A pipeline stage's view of the global groups (get_kv_cache_configs /
+    _project_kv_cache_groups_to_worker, every version 0.11-0.33): every group
+    stays, with only this stage's layers; a block costs page x the most layers
+    any group has here."""
+    groups = tuple(KVGroup(g.spec, tuple(i for i in g.layers if start <= i < end)) for g in layout.groups)
+    if all(len(g.layers) == len(o.layers) for g, o in zip(groups, layout.groups)):
+        return layout
+    if layout.uniform_type:
+        pages = dict(zip(layout.groups[0].layers, layout.layer_pages))
+        kept = groups[0].layers
+        return replace(layout, groups=groups, group_size=len(kept), layer_pages=tuple(pages[i] for i in kept))
+    return replace(layout, groups=groups, group_size=max(len(g.layers) for g in groups))
+
+
 def num_blocks_for(available_bytes: int, layout: KVLayout) -> int:
     if available_bytes <= 0:
         return 0
@@ -349,6 +383,7 @@ def needed_bytes_one_request(layout: KVLayout, ctx: KVContext, rules: VersionRul
         g = layout.groups[0]
         return layout.bytes_per_block * g.spec.blocks_per_request(ctx)
     if rules.one_request_check == "layers":
+        # 0.11-0.13: each worker's own layers, each with its own need
         return sum(g.spec.max_memory_usage_bytes(ctx) * len(g.layers) for g in layout.groups)
     if rules.one_request_check == "first_group":
         return layout.bytes_per_block * layout.groups[0].spec.blocks_per_request(ctx)

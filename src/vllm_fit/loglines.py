@@ -22,6 +22,7 @@ def vllm_log_lines(plan: "Plan", rules: VersionRules, s: EngineSettings) -> list
         lines.append(f"Model loading took {g(plan.weights_bytes)} GiB memory and <t> seconds")
     if plan.failure_kind in ("invalid_config", "invalid_parallel_config", "free_memory_below_budget", "cuda_oom_loading"):
         return [plan.error or ""]
+    lines.extend(kv_layout_lines(plan, s))
     if rules.cudagraph_estimate_logged and plan.cudagraph_estimate_bytes:
         lines.append(f"Estimated CUDA graph memory: {plan.cudagraph_estimate_bytes / GiB:.2f} GiB total")
     non_kv = plan.weights_bytes + plan.activation_bytes + plan.non_torch_bytes
@@ -67,3 +68,33 @@ def vllm_log_lines(plan: "Plan", rules: VersionRules, s: EngineSettings) -> list
     if plan.error:
         lines.append(plan.error)
     return lines
+
+
+def kv_layout_lines(plan: "Plan", s: EngineSettings) -> list[str]:
+    """What vLLM logs while it lays out the KV cache of hybrid models
+    (vllm/platforms/interface.py _align_hybrid_block_size, 0.11-0.19
+    model_executor/models/config.py; kv_cache_utils.py grouping)."""
+    from .kv_cache import MambaSpec
+
+    out: list[str] = []
+    if not plan.ranks:
+        return out
+    layout = plan.ranks[0].kv_layout
+    mamba = next((g.spec for g in layout.groups if isinstance(g.spec, MambaSpec)), None)
+    if mamba is not None and s.hybrid_block_raised:
+        out.append(f"Setting attention block size to {s.block_size} tokens to ensure that attention page size "
+                   "is >= mamba page size.")
+    if mamba is not None and mamba.page_size_padded and mamba.page_size_padded != mamba.state_bytes:
+        pct = 100 * (mamba.page_size_padded - mamba.state_bytes) / mamba.state_bytes
+        out.append(f"Padding mamba page size by {pct:.2f}% to ensure that mamba page size and attention page size "
+                   "are exactly equal.")
+    if len(plan.ranks) == 1 and layout.padding_layers:
+        per_spec: dict[object, list[int]] = {}
+        for g in layout.groups:
+            per_spec.setdefault(g.spec, []).append(len(g.layers))
+        for counts in per_spec.values():
+            n = sum(counts)
+            pad = len(counts) * layout.group_size - n
+            if pad:
+                out.append(f"Add {pad} padding layers, may waste at most {pad / n * 100:.2f}% KV cache memory")
+    return out

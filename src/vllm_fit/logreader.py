@@ -207,7 +207,7 @@ RE_ARGS = re.compile(r"non-default args: (?P<dict>\{.*\})")
 RE_CFG_KEYS = re.compile(
     r"(?:^|[\s,(])(?P<key>model|dtype|max_seq_len|tensor_parallel_size|pipeline_parallel_size|"
     r"data_parallel_size|quantization|enforce_eager|kv_cache_dtype|enable_prefix_caching|"
-    r"enable_chunked_prefill|block_size|max_num_seqs|max_num_batched_tokens|served_model_name)="
+    r"enable_chunked_prefill|block_size|max_num_seqs|max_num_batched_tokens|served_model_name|device_config)="
     r"(?P<val>'[^']*'|\"[^\"]*\"|[^,\s)]+)"
 )
 RE_MAX_MODEL_LEN = re.compile(r"Using max model len (?P<n>\d+)\b")
@@ -963,6 +963,8 @@ def _parse_cfg(r: _Reader, text: str, start: int) -> None:
             r._set_setting("model", v, 3)
         elif k == "served_model_name":
             continue
+        elif k == "device_config":
+            r._set_setting("device", v, 3)
         else:
             r._set_setting(k, v, 3)
 

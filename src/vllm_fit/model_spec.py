@@ -662,6 +662,8 @@ def _family_extras(arch: str, family: str, f: _Fields, config: dict[str, Any], t
                                  shared_intermediate_size=f.int("intermediate_size"))
             out["intermediate_size"] = dense_i
             out["qk_norm"] = False  # Llama-4 QK norm is a weightless L2 norm
+        if arch == "LlavaForConditionalGeneration" and lm == "qwen2":
+            out["qkv_bias"], out["o_bias"] = True, False  # Qwen2 LM inside Llava: bias on q/k/v
         if lm not in ("", "llama", "mistral", "qwen2_5_vl", "qwen2", "gemma3_text", "gemma3", "llama4_text", "llama4",
                       "mistral3", "pixtral", "llava"):
             notes.append(f"text model_type {lm!r} inside {arch} is sized as a Llama-style decoder")
@@ -691,6 +693,12 @@ def _family_extras(arch: str, family: str, f: _Fields, config: dict[str, Any], t
                                      tuple(i % period == offset for i in range(layers)), "jamba")
         elif arch == "NemotronHForCausalLM":
             out["mlp_gated"] = False  # relu^2 up/down MLP on the "-" layers only
+            if f.int("n_routed_experts", default=0, lo=0):
+                raise ConfigError(
+                    f"{where}: Nemotron-H with MoE layers (n_routed_experts, 'E' in hybrid_override_pattern) "
+                    "is not modelled: its non-gated relu^2 experts are not in vllm-fit's inventory",
+                    "vllm-fit plans the dense Nemotron-H variants; it refuses rather than size MoE layers as dense.",
+                )
     elif arch == "GemmaForCausalLM":
         out["tie_word_embeddings"] = f.bool("tie_word_embeddings", default=True)
     elif family == "gemma":

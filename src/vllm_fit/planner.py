@@ -29,6 +29,7 @@ from .kv_cache import (
     ChunkedLocalAttentionSpec,
     FullAttentionSpec,
     KVCacheSpec,
+    PACKED_KV_DTYPES,
     KVGroupingError,
     MambaSpec,
     MLAAttentionSpec,
@@ -41,7 +42,9 @@ from .kv_cache import (
     group_layers,
     needed_bytes_one_request,
     num_blocks_for,
+    project_to_worker,
     one_request_budget,
+    packed_bytes_per_token,
 )
 from .model_spec import ModelSpec
 from .ssm import state_page_bytes
@@ -95,6 +98,8 @@ class RankPlan:
             "num_blocks": self.num_blocks,
             "page_size_bytes": self.page_size_bytes,
             "bytes_per_block": self.bytes_per_block,
+            "kv_groups": self.kv_layout.describe(),
+            "kv_padding_layers": self.kv_layout.padding_layers,
             "activation_detail": {
                 "sampler_path": self.activation.sampler_path,
                 "sampler_requests": self.activation.num_sampler_requests,
@@ -221,8 +226,10 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
     builds it (vllm/v1/kv_cache_interface.py); layers without KV are skipped."""
     heads = kv_heads_per_rank(spec.num_kv_heads, s.tensor_parallel_size)
     kinds = spec.layer_kinds or ("full",) * spec.num_layers
+    packed = (packed_bytes_per_token(s.kv_cache_dtype, heads, spec.head_dim)
+              if s.kv_cache_dtype in PACKED_KV_DTYPES else None)
     full = FullAttentionSpec(block_size=s.block_size, num_kv_heads=heads, head_size=spec.head_dim,
-                             dtype_bytes=s.kv_dtype_bytes)
+                             dtype_bytes=s.kv_dtype_bytes, packed_bytes_per_token=packed)
     out: dict[int, KVCacheSpec] = {}
     for i in range(start, end):
         kind = kinds[i]
@@ -230,9 +237,10 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
             out[i] = full
         elif kind == "sliding":
             out[i] = SlidingWindowSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
-                                       sliding_window=spec.sliding_window or 0)
+                                       packed_bytes_per_token=packed, sliding_window=spec.sliding_window or 0)
         elif kind == "chunked":
             out[i] = ChunkedLocalAttentionSpec(s.block_size, heads, spec.head_dim, s.kv_dtype_bytes,
+                                               packed_bytes_per_token=packed,
                                                attention_chunk_size=spec.attention_chunk_size or 0)
         elif kind == "mla":
             latent = spec.mla.kv_lora_rank + spec.mla.qk_rope_head_dim
@@ -250,15 +258,17 @@ def layer_kv_specs(spec: ModelSpec, s: EngineSettings, rules: VersionRules, star
 
 
 def _kv_layout(spec: ModelSpec, s: EngineSettings, rules: VersionRules, start: int, end: int) -> KVLayout:
-    specs = layer_kv_specs(spec, s, rules, start, end)
-    if not specs:
+    """Groups are formed over the whole model, then projected on the stage."""
+    specs = layer_kv_specs(spec, s, rules, 0, spec.num_layers)
+    if not any(start <= i < end for i in specs):
         raise FlagError(f"pipeline stage with layers {start}-{end - 1} has no attention or Mamba layer",
                         "vLLM needs KV cache layers on every stage; use fewer pipeline stages.")
     try:
-        return group_layers(specs, rules, disable_hybrid=s.disable_hybrid_kv_cache_manager)
+        layout = group_layers(specs, rules, disable_hybrid=s.disable_hybrid_kv_cache_manager)
     except KVGroupingError as e:
         raise FlagError(f"vLLM {rules.version} cannot build this model's KV cache: {e}"[:400],
                         "vLLM raises this at start-up.") from None
+    return project_to_worker(layout, start, end)
 
 
 def make_plan(
@@ -419,18 +429,24 @@ def make_plan(
         if avail_min <= 0:
             failure = ("no_memory_for_cache_blocks", msg.no_memory_error(rules))
         else:
-            worst_kv = min(ranks, key=lambda r: r.kv_cache_bytes)
-            worst_layout = worst_kv.kv_layout
-            budget = one_request_budget(worst_kv.kv_cache_bytes, worst_layout, rules)
-            needed = needed_bytes_one_request(worst_layout, ctx, rules)
+            checks = [(r.kv_cache_bytes, r.kv_layout) for r in ranks]
+            if rules.one_request_global_groups and len(ranks) > 1:
+                checks = [(avail_min, _kv_layout(spec, s, rules, 0, spec.num_layers))]
             if s.auto_fit_max_model_len:
-                eff_len = estimate_max_model_len(worst_layout, ctx, rules, budget)
+                eff_len = min(estimate_max_model_len(lay, ctx, rules, one_request_budget(av, lay, rules))
+                              for av, lay in checks)
                 notes.append(f"--max-model-len -1: vLLM auto-fits max_model_len to {eff_len}")
                 if eff_len <= 0:
                     failure = ("no_memory_for_cache_blocks", msg.no_memory_error(rules))
-            elif needed > budget:
-                est_len = estimate_max_model_len(worst_layout, ctx, rules, budget)
-                failure = ("max_model_len_does_not_fit", msg.max_len_error(rules, s.max_model_len, needed, budget, est_len))
+            else:
+                for av, lay in checks:
+                    budget = one_request_budget(av, lay, rules)
+                    needed = needed_bytes_one_request(lay, ctx, rules)
+                    if needed > budget:
+                        est_len = estimate_max_model_len(lay, ctx, rules, budget)
+                        failure = ("max_model_len_does_not_fit",
+                                   msg.max_len_error(rules, s.max_model_len, needed, budget, est_len))
+                        break
     if eff_len != s.max_model_len:
         ctx = KVContext(eff_len, ctx.in_flight_tokens)
 

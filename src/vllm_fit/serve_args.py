@@ -18,7 +18,7 @@ from .errors import FlagError
 
 KV_CACHE_DTYPES = (
     "auto", "bfloat16", "float16", "fp8", "fp8_e4m3", "fp8_e5m2", "fp8_inc", "fp8_ds_mla",
-    "fp8_per_token_head", "int8_per_token_head", "int4_per_token_head", "nvfp4",
+    "fp8_per_token_head", "int8_per_token_head", "int4_per_token_head", "nvfp4", "nvfp4_4over6",
 )
 DTYPES = ("auto", "bfloat16", "float16", "float32", "half", "float", "bf16", "fp16", "fp32")
 QUANTIZATIONS = ("fp8", "compressed-tensors", "awq", "awq_marlin", "gptq", "gptq_marlin", "bitsandbytes", "mxfp4", "modelopt", "modelopt_fp4")

@@ -139,8 +139,26 @@ def _from_folder(folder: Path, name: str) -> ResolvedModel:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise ConfigError(f"{folder} has no config.json", "Point at a Hugging Face model folder or pass --config PATH.")
-    spec = spec_from_config(load_config_file(cfg_path), name, source=f"local folder {folder}")
+    cfg = load_config_file(cfg_path)
+    modelopt = folder / "hf_quant_config.json"
+    if "quantization_config" not in cfg and modelopt.is_file():
+        cfg = {**cfg, "quantization_config": modelopt_quant_config(load_config_file(modelopt))}
+    spec = spec_from_config(cfg, name, source=f"local folder {folder}")
     return ResolvedModel(spec, read_safetensors_headers(folder))
+
+
+def modelopt_quant_config(hf_quant: dict[str, Any]) -> dict[str, Any]:
+    """NVIDIA ModelOpt exports keep quantization in hf_quant_config.json; vLLM reads it as the
+    modelopt / modelopt_fp4 method (quantization/modelopt.py)."""
+    q = hf_quant.get("quantization")
+    if not isinstance(q, dict):
+        raise ConfigError("hf_quant_config.json has no 'quantization' object")
+    algo = str(q.get("quant_algo", "")).upper()
+    out: dict[str, Any] = {"quant_method": "modelopt_fp4" if "FP4" in algo else "modelopt", "quant_algo": algo,
+                           "exclude_modules": q.get("exclude_modules") or []}
+    if q.get("group_size") is not None:
+        out["group_size"] = q["group_size"]
+    return out
 
 
 def _from_hub(repo_id: str) -> ResolvedModel | None:

@@ -66,6 +66,11 @@ class VersionRules:
     # (0.14-0.18), "all_groups" (0.19-0.28), "all_groups_null_block" (0.29+:
     # checked against available minus one block, the null block).
     one_request_check: str = "all_groups"
+    # Where that check runs with pipeline parallelism (get_kv_cache_configs):
+    # on the whole model's groups against the smallest worker budget in
+    # 0.14-0.16; on each worker's own layers (0.11-0.13) / projected groups
+    # (0.17+) against that worker's budget otherwise.
+    one_request_global_groups: bool = False
 
     # [5.1] sliding-window in-flight tokens: X = max_num_batched_tokens (<=0.25)
     # or max_concurrent_batches * max_num_batched_tokens (0.26+).
@@ -120,6 +125,14 @@ class VersionRules:
     # HybridAttentionMambaModelConfig); "backend": max(backend's smallest
     # kernel block, --block-size) (0.20+, Platform._align_hybrid_block_size).
     hybrid_block_alignment: str = "backend"
+    # MLA block size on CUDA. "forced" (0.11-0.17, platforms/cuda.py
+    # check_and_update_config): FlashMLA 64 on Hopper, CUTLASS MLA 128 on
+    # Blackwell, unless --block-size is already a multiple. "backend" (0.18+,
+    # Platform.update_block_size_for_backend): the first backend of
+    # _get_backend_priorities keeps the default 16 if it can (FLASH_ATTN_MLA,
+    # MultipleOf(16), on Hopper), else its smallest size (FLASHINFER_MLA [32, 64]
+    # on Blackwell).
+    mla_block_rule: str = "backend"
 
     @property
     def tuple(self) -> tuple[int, int]:
@@ -199,6 +212,10 @@ def _rules_for_minor(minor: int) -> VersionRules:
         r = replace(r, hybrid_prefix_caching_default=True)
     if minor < 20:
         r = replace(r, hybrid_block_alignment="fixed16")
+    if minor <= 17:
+        r = replace(r, mla_block_rule="forced")
+    if 14 <= minor <= 16:
+        r = replace(r, one_request_global_groups=True)
     return replace(r, notes=tuple(notes))
 
 

@@ -468,6 +468,8 @@ _PARAM_LEAVES = {
     "weight_shape", "weight_zero_point", "weight_g_idx", "SCB", "weight_global_scale", "input_global_scale",
     "input_scale", "absmax", "nested_absmax",
 }
+_VISION_COL = {"q_proj", "k_proj", "v_proj", "qkv", "fc1", "gate_proj", "up_proj", "linear_1", "0"}
+_VISION_ROW = {"o_proj", "out_proj", "proj", "fc2", "down_proj", "linear_2", "2"}
 _VISION_PREFIXES = ("vision_tower.", "visual.", "vision_model.", "multi_modal_projector.", "vision_encoder.")
 
 
@@ -585,7 +587,8 @@ def mxfp4_moe_layer_bytes(spec: ModelSpec, layout: Layout, backend: str = "trito
     Triton backend: the biases become float32, the weights are swizzled in place (old
     ones deleted), but the swizzled scales (HopperMXScaleLayout: rows padded to a
     multiple of 2*num_warps*2*8 = 256) are new tensors and the loaded scale
-    parameters stay registered, so scales are held twice.
+    parameters stay registered, so scales are held twice (read in 0.11's
+    quantization/mxfp4.py and 0.19's fused_moe/oracle/mxfp4.py; same in both).
     """
     moe = spec.moe
     h = spec.hidden_size
@@ -643,6 +646,15 @@ def rank_weight_bytes(spec: ModelSpec, tensors: list[Tensor], layout: Layout, se
                     continue
             elif not layout.is_last:  # final norm, project_out
                 continue
+        if role == "vision" and tp > 1:
+            # vLLM's vision towers shard their attention/MLP linears like the LM (mm_encoder_tp_mode
+            # "weights", the default); patch embeddings, position tables and norms are replicated.
+            leaf = _module(t.name).rsplit(".", 1)[-1]
+            is_bias = t.name.endswith(".bias")
+            sharded = (leaf in _VISION_COL) or (leaf in _VISION_ROW and not is_bias and len(t.shape) == 2)
+            elem = SAFETENSORS_DTYPE_BYTES[t.dtype] if t.dtype not in FLOAT_DTYPES else serve_bytes
+            total += (-(-t.numel // tp) if sharded else t.numel) * elem
+            continue
         if role.startswith("expert") and mxfp4:
             continue  # added per layer below, in vLLM's MXFP4 layout
         elem = SAFETENSORS_DTYPE_BYTES[t.dtype]
@@ -667,10 +679,15 @@ def rank_weight_bytes(spec: ModelSpec, tensors: list[Tensor], layout: Layout, se
         elif role == "col":
             n = rows // tp * rest if rows % tp == 0 else -(-rows // tp) * rest
         elif role == "kv":
-            n = min(rows, kv_rows_rank) * rest if spec.num_kv_heads < tp else rows // tp * rest
+            # heads split by TP, or one head per rank when KV heads < TP (replicated); as a
+            # fraction so that transposed quantized layouts (GPTQ/AWQ [K, N]) work too
+            if spec.num_kv_heads < tp:
+                n = n * kv_heads_per_rank(spec.num_kv_heads, tp) // spec.num_kv_heads
+            else:
+                n = -(-n // tp)
         elif role == "qkv":
-            q_rows = spec.q_size // tp
-            n = (q_rows + 2 * kv_rows_rank) * rest if rows else n
+            full = spec.q_size + 2 * spec.kv_size
+            n = n * (spec.q_size // tp + 2 * kv_rows_rank) // full if full else n
         elif role == "row":
             if len(t.shape) >= 2 and t.shape[1] > 1:
                 n = -(-n // tp)
