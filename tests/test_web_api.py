@@ -203,27 +203,19 @@ def test_page_advice_sweep_and_manifests(client):
     assert 'id="sweep-error"' in bad and "tensor_parallel_size" in bad
 
 
-def test_catalog_resolution_cache_changes_no_answer():
-    """serve() caches catalog resolution per process; every plan must stay byte-identical."""
+def test_catalog_resolution_is_shared_and_changes_no_answer():
+    """sources caches catalog resolution per process; a freshly parsed spec plans the same bytes."""
     from vllm_fit import sources
-    from vllm_fit.web.service import install_catalog_resolution_cache
 
     cases = [("Qwen/Qwen3-32B", {"tensor_parallel_size": 2}), ("qwen3-8b", {"max_model_len": 8192}),
              ("meta-llama/Llama-3.1-8B-Instruct", {"vllm_version": "0.19.0", "kv_cache_dtype": "fp8"})]
-    before = [json.dumps(vllm_fit.plan(m, gpu="H100", allow_hub=False, **f).to_dict()) for m, f in cases]
-    original = sources.resolve_model
-    install_catalog_resolution_cache()
-    try:
-        assert sources.resolve_model is not original
-        install_catalog_resolution_cache()  # idempotent: no second wrapper
-        assert sources.resolve_model.__wrapped__ is original
-        after = [json.dumps(vllm_fit.plan(m, gpu="H100", allow_hub=False, **f).to_dict()) for m, f in cases]
-        again = [json.dumps(vllm_fit.plan(m, gpu="H100", allow_hub=False, **f).to_dict()) for m, f in cases]
-        with pytest.raises(vllm_fit.VllmFitError):
-            vllm_fit.plan("no-such-model", allow_hub=False)
-    finally:
-        sources.resolve_model = original
-    assert before == after == again
+    cached = [json.dumps(vllm_fit.plan(m, gpu="H100", allow_hub=False, **f).to_dict()) for m, f in cases]
+    assert sources.resolve_model("qwen3-8b") is sources.resolve_model("Qwen/Qwen3-8B")
+    sources._resolve_catalog.cache_clear()
+    fresh = [json.dumps(vllm_fit.plan(m, gpu="H100", allow_hub=False, **f).to_dict()) for m, f in cases]
+    assert cached == fresh
+    with pytest.raises(vllm_fit.VllmFitError):
+        vllm_fit.plan("no-such-model", allow_hub=False)
 
 
 def test_explain_takes_the_log_as_plain_text(client, shared):

@@ -118,12 +118,7 @@ def resolve_model(model: str | None, config_path: str | Path | None = None, allo
         return ResolvedModel(spec_from_config(load_config_file(p), model, source=f"local file {p}"), None)
     entry = find_catalog_entry(model)
     if entry is not None:
-        cfg = _catalog_config(entry)
-        spec = spec_from_config(cfg, entry["id"], source="bundled catalog", provenance=entry.get("provenance", {}))
-        note = _published_size_check(entry, spec)
-        if note:
-            spec = replace(spec, notes=spec.notes + (note,))
-        return ResolvedModel(spec, None)
+        return _resolve_catalog(entry["id"])
     if model.startswith((".", "/", "~")) or model.endswith(".json"):
         raise ConfigError(f"{model} does not exist", "Pass an existing config.json or model folder.")
     if allow_hub and HUB_ID_RE.match(model):
@@ -135,6 +130,20 @@ def resolve_model(model: str | None, config_path: str | Path | None = None, allo
         "Offline? Pass its config.json with --config PATH (or a local model folder as the model); "
         "`vllm-fit models` lists the bundled catalog.",
     )
+
+
+@lru_cache(maxsize=128)
+def _resolve_catalog(model_id: str) -> ResolvedModel:
+    """A bundled model, resolved once per process: the catalog is package data
+    and the answer is frozen, so plans, searches and the web server share it."""
+    entry = find_catalog_entry(model_id)
+    assert entry is not None
+    spec = spec_from_config(_catalog_config(entry), entry["id"], source="bundled catalog",
+                            provenance=entry.get("provenance", {}))
+    note = _published_size_check(entry, spec)
+    if note:
+        spec = replace(spec, notes=spec.notes + (note,))
+    return ResolvedModel(spec, None)
 
 
 def _from_folder(folder: Path, name: str) -> ResolvedModel:

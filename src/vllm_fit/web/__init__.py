@@ -15,7 +15,7 @@ def create_app(cache_size: int = 256):
 
 
 def _warm_up() -> None:
-    """Cache catalog resolution (service.install_catalog_resolution_cache), import everything
+    """Resolve a catalog model once (sources caches catalog resolution), import everything
     a plan needs and move the long-lived objects out of the GC's sight:
     a plan allocates tens of thousands of small objects, and full collections over the
     framework's heap were the slowest requests of the load test (benchmarks/web-load.md)."""
@@ -23,9 +23,6 @@ def _warm_up() -> None:
 
     import vllm_fit
     from . import page
-    from .service import install_catalog_resolution_cache
-
-    install_catalog_resolution_cache()
     vllm_fit.plan("Qwen/Qwen3-8B", gpu="H100", allow_hub=False).to_dict()
     page._env()
     page._choices()

@@ -437,39 +437,3 @@ def serve_command(plan: Any, model: str, explicit: dict[str, Any]) -> str:
             continue
         parts += [flag, shlex.quote(json.dumps(value) if isinstance(value, dict) else str(value))]
     return " ".join(parts)
-
-
-# ---------------------------------------------------------------- server-process speed-up
-
-def install_catalog_resolution_cache(size: int = 64) -> None:
-    """Resolve each bundled-catalog model once per server process.
-
-    Catalog models are package data, so ``sources.resolve_model`` gives the same
-    (frozen) answer every time, and it is about a quarter of a plan's time (the
-    config parse and the published-parameter-count check).  ``vllm_fit.plan``
-    looks the function up on the module at each call, so wrapping it there
-    speeds up every plan of this process; paths, hub ids and config files go
-    straight through.  ``serve()`` installs it; the core could keep such a cache
-    itself, and then this goes.
-    """
-    from functools import lru_cache
-
-    from .. import sources
-
-    original = sources.resolve_model
-    if getattr(original, "_catalog_cached", False):
-        return
-
-    @lru_cache(maxsize=size)
-    def _catalog(name: str):
-        return original(name, None, allow_hub=False)
-
-    def resolve_model(model, config_path=None, allow_hub=True):
-        if (config_path is None and isinstance(model, str) and model.strip()
-                and sources.find_catalog_entry(model) is not None and not Path(model.strip()).expanduser().exists()):
-            return _catalog(model.strip())
-        return original(model, config_path, allow_hub=allow_hub)
-
-    resolve_model._catalog_cached = True  # type: ignore[attr-defined]
-    resolve_model.__wrapped__ = original  # type: ignore[attr-defined]
-    sources.resolve_model = resolve_model
