@@ -39,3 +39,14 @@ def test_empty_rows_are_an_error(tmp_path) -> None:
 
     with pytest.raises(VllmFitError):
         plot_memory_breakdown([], tmp_path / "x")
+
+
+def test_unwritable_plot_folder_is_one_clear_error(tmp_path) -> None:
+    from vllm_fit.errors import VllmFitError
+    from vllm_fit.plots import plot_all
+
+    rows = sweep("qwen3-0.6b", gpu=["H100"], max_model_len=[4096])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(VllmFitError, match="cannot write the plots"):
+        plot_all(rows, blocker / "plots")

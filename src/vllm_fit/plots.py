@@ -171,9 +171,13 @@ def plot_kv_and_restore_vs_utilization(rows: Iterable[dict[str, Any]], stem: str
 def plot_all(rows: list[dict[str, Any]], out_dir: str | Path, prefix: str = "sweep") -> list[str]:
     out = Path(out_dir)
     files = []
-    files += plot_memory_breakdown(rows, out / f"{prefix}-memory")
-    files += plot_concurrency_vs_context(rows, out / f"{prefix}-concurrency")
-    files += plot_kv_and_restore_vs_utilization(rows, out / f"{prefix}-restore")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        files += plot_memory_breakdown(rows, out / f"{prefix}-memory")
+        files += plot_concurrency_vs_context(rows, out / f"{prefix}-concurrency")
+        files += plot_kv_and_restore_vs_utilization(rows, out / f"{prefix}-restore")
+    except OSError as e:
+        raise VllmFitError(f"cannot write the plots to {out}: {e.strerror or e}") from None
     return files
 
 
