@@ -1,4 +1,4 @@
-"""max_model_len derived from the config, as vllm/config/model.py _get_and_verify_max_len does."""
+"""Config edge cases: max_model_len as vllm/config/model.py derives it, and hostile quantization fields."""
 
 from vllm_fit.model_spec import spec_from_config
 
@@ -29,3 +29,15 @@ def test_catalog_gemma3_27b_serves_131072_by_default():
 
     p = vllm_fit.plan("google/gemma-3-27b-it", gpu="H200", vllm_version="0.19.0")
     assert p.settings["max_model_len"] == 131072
+
+
+def test_quantization_module_lists_must_be_names():
+    # A hostile AWQ config with modules_to_not_convert = true must be one clear error.
+    import pytest
+
+    from vllm_fit.errors import ConfigError
+
+    cfg = _cfg("qwen2", "Qwen2ForCausalLM", None, 4096)
+    cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "modules_to_not_convert": True}
+    with pytest.raises(ConfigError, match="modules_to_not_convert must be a list"):
+        spec_from_config(cfg, "t")

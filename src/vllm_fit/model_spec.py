@@ -394,6 +394,18 @@ MODELLED_QUANT_METHODS = (
 )
 
 
+def _name_list(q: dict[str, Any], where: str, *keys: str) -> tuple[str, ...]:
+    """A list of module names from a quantization config (the first key set)."""
+    for key in keys:
+        v = q.get(key)
+        if v is None or v == []:
+            continue
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ConfigError(f"{where}: quantization_config.{key} must be a list of module names")
+        return tuple(v)
+    return ()
+
+
 def _quant(top: dict[str, Any], text: dict[str, Any], where: str) -> QuantSpec | None:
     q = top.get("quantization_config", text.get("quantization_config"))
     if q is None:
@@ -405,7 +417,7 @@ def _quant(top: dict[str, Any], text: dict[str, Any], where: str) -> QuantSpec |
         method = method.lower()
     if method == "fp8":
         wbs = q.get("weight_block_size")
-        ignored = tuple(str(x) for x in (q.get("ignored_layers") or q.get("modules_to_not_convert") or ()))
+        ignored = _name_list(q, where, "ignored_layers", "modules_to_not_convert")
         if wbs is not None:
             if not (isinstance(wbs, list) and len(wbs) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in wbs)):
                 raise ConfigError(f"{where}: quantization_config.weight_block_size must be two positive integers")
@@ -420,10 +432,7 @@ def _quant(top: dict[str, Any], text: dict[str, Any], where: str) -> QuantSpec |
         if not isinstance(w, dict):
             raise ConfigError(f"{where}: compressed-tensors config group has no 'weights' scheme")
         bits, wtype, strategy = w.get("num_bits"), w.get("type"), w.get("strategy")
-        ignore = q.get("ignore") or []
-        if not isinstance(ignore, list):
-            raise ConfigError(f"{where}: quantization_config.ignore must be a list")
-        ign = tuple(str(i) for i in ignore)
+        ign = _name_list(q, where, "ignore")
         gs = _pos_int(w.get("group_size"), where, "group_size")
         zp = not bool(w.get("symmetric", True))
         if bits == 8 and wtype == "float" and strategy in ("tensor", "channel", "block"):
@@ -452,25 +461,24 @@ def _quant(top: dict[str, Any], text: dict[str, Any], where: str) -> QuantSpec |
             gs = None  # per-channel
         else:
             gs = _pos_int(gs, where, "group_size")
-        ign = tuple(str(x) for x in (q.get("modules_to_not_convert") or ()))
+        ign = _name_list(q, where, "modules_to_not_convert")
         if method == "gptq":
             return QuantSpec("gptq", bits, "group", None, ign, q, group_size=gs,
                              zero_point=not bool(q.get("sym", True)), desc_act=bool(q.get("desc_act", False)))
         return QuantSpec("awq", bits, "group", None, ign, q, group_size=gs, zero_point=bool(q.get("zero_point", True)))
     if method == "bitsandbytes":
         if q.get("load_in_8bit"):
-            return QuantSpec("bitsandbytes-8bit", 8, "channel", None, tuple(q.get("llm_int8_skip_modules") or ()), q)
-        return QuantSpec("bitsandbytes-4bit", 4, "block", None, tuple(q.get("llm_int8_skip_modules") or ()), q,
+            return QuantSpec("bitsandbytes-8bit", 8, "channel", None, _name_list(q, where, "llm_int8_skip_modules"), q)
+        return QuantSpec("bitsandbytes-4bit", 4, "block", None, _name_list(q, where, "llm_int8_skip_modules"), q,
                          group_size=64, double_quant=bool(q.get("bnb_4bit_use_double_quant", False)))
     if method == "mxfp4":
-        ign = q.get("modules_to_not_convert") or []
-        return QuantSpec("mxfp4", 4, "group", None, tuple(str(x) for x in ign), q, group_size=32)
+        return QuantSpec("mxfp4", 4, "group", None, _name_list(q, where, "modules_to_not_convert"), q, group_size=32)
     if method in ("modelopt", "modelopt_fp4"):
         algo = str(q.get("quant_algo", "")).upper()
         if "FP4" in algo or method == "modelopt_fp4":
-            return QuantSpec("modelopt_fp4", 4, "group", None, tuple(str(x) for x in (q.get("exclude_modules") or ())), q,
+            return QuantSpec("modelopt_fp4", 4, "group", None, _name_list(q, where, "exclude_modules"), q,
                              group_size=_pos_int(q.get("group_size"), where, "group_size", 16))
-        return QuantSpec("modelopt-fp8", 8, "tensor", None, tuple(str(x) for x in (q.get("exclude_modules") or ())), q)
+        return QuantSpec("modelopt-fp8", 8, "tensor", None, _name_list(q, where, "exclude_modules"), q)
     if not isinstance(method, str):
         raise ConfigError(f"{where}: quantization_config has no quant_method")
     raise ConfigError(
