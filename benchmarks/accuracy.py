@@ -84,23 +84,11 @@ def measured_terms(kind: str, r: dict) -> dict:
 
 
 def plan_row(kind: str, model: str, version: str, total: float, kw: dict):
-    """vllm_fit.plan for one row, with the row's sampler when it differs from the default."""
-    path = SAMPLER_OVERRIDE.get((kind, model))
-    if path is None:
-        return vllm_fit.plan(CATALOG_ALIASES.get(model, model), gpu="H100", gpu_memory_gib=total, vllm_version=version, **kw)
-    from dataclasses import replace
-
-    from vllm_fit.gpus import custom_gpu, find_gpu
-    from vllm_fit.planner import make_plan
-    from vllm_fit.serve_args import make_serve_args
-    from vllm_fit.sources import resolve_model
-    from vllm_fit.versions import rules_for
-
-    base = find_gpu("H100")
-    gpu = replace(base, total_bytes=custom_gpu(total, sms=base.sms).total_bytes)
-    resolved = resolve_model(CATALOG_ALIASES.get(model, model))
-    rules = replace(rules_for(version), sampler_path=path)
-    return make_plan(resolved.spec, make_serve_args(**kw), rules, gpu, tensors=resolved.tensors)
+    """vllm_fit.plan for one row, with the row's sampler when it differs from the default
+    (the user-facing flag --flashinfer-sampler / VLLM_USE_FLASHINFER_SAMPLER=1)."""
+    if SAMPLER_OVERRIDE.get((kind, model)) == "flashinfer":
+        kw = {**kw, "vllm_use_flashinfer_sampler": True}
+    return vllm_fit.plan(CATALOG_ALIASES.get(model, model), gpu="H100", gpu_memory_gib=total, vllm_version=version, **kw)
 
 
 def evaluate(shared: Path) -> list[dict]:
@@ -137,8 +125,8 @@ def row_notes(shared: Path) -> list[str]:
         "* **gpt-oss weights**: MXFP4 experts on H100 use the Triton backend (mxfp4.py, vLLM 0.11); its "
         "swizzled scales (rows padded to 256) are new tensors while the loaded scales stay registered, and the "
         "expert biases become float32: +0.59 GiB over the checkpoint bytes for 20b, +3.54 GiB for 120b.",
-        "* **Mistral-Small-3.2 seed row**: planned with the FlashInfer sampler (see SAMPLER_OVERRIDE in "
-        "accuracy.py): its 2.12 GiB activation rules out 0.11's sort path (4.75 GiB of sampler alone). With it the "
+        "* **Mistral-Small-3.2 seed row**: planned with the FlashInfer sampler (`--flashinfer-sampler`, "
+        "SAMPLER_OVERRIDE in accuracy.py; vLLM 0.11 uses it whenever flashinfer is installed): its 2.12 GiB activation rules out 0.11's sort path (4.75 GiB of sampler alone). With it the "
         "peak is the LM forward (MLP 1.81 GiB) plus the 0.11 encoder cache (2 images expanded to [8192, 5120]) "
         "and inputs_embeds. The 0.19 row needs no override (Triton sampler; encoder cache kept unexpanded).",
         f"* **DeepSeek-R1 seed row** (failed at load): vllm-fit needs {g(r1.weights_bytes):.1f} GiB per GPU at TP=1 "

@@ -41,3 +41,25 @@ def test_quantization_module_lists_must_be_names():
     cfg["quantization_config"] = {"quant_method": "awq", "bits": 4, "group_size": 128, "modules_to_not_convert": True}
     with pytest.raises(ConfigError, match="modules_to_not_convert must be a list"):
         spec_from_config(cfg, "t")
+
+
+def test_flashinfer_sampler_switch_changes_the_sampler_term():
+    # vLLM 0.11, Llama-3.1-8B on H100: R = min(1024 seqs, 8192 tokens) = 1024 rows, V = 128,256, bf16 logits.
+    # Sort path (default without flashinfer): (2 + 36) x 1024 x 128,256 = 4,990,697,472 B.
+    # FlashInfer (VLLM_USE_FLASHINFER_SAMPLER=1, or flashinfer installed in 0.11): (2 + 12) x 1024 x 128,256
+    # = 1,838,678,016 B.
+    import vllm_fit
+
+    kw = dict(gpu="H100", vllm_version="0.11.0", max_model_len=8192)
+    sort = vllm_fit.plan("meta-llama/Llama-3.1-8B-Instruct", **kw)
+    fi = vllm_fit.plan("meta-llama/Llama-3.1-8B-Instruct", vllm_use_flashinfer_sampler=True, **kw)
+    assert sort.ranks[0].activation.sampler_bytes == 4_990_697_472
+    assert fi.ranks[0].activation.sampler_bytes == 1_838_678_016
+    # the same switch from a command line with the environment assignment in front
+    cmd = vllm_fit.plan_command("VLLM_USE_FLASHINFER_SAMPLER=1 vllm serve meta-llama/Llama-3.1-8B-Instruct "
+                                "--max-model-len 8192", gpu="H100", vllm_version="0.11.0")
+    assert cmd.ranks[0].activation.sampler_bytes == 1_838_678_016
+    # vLLM 0.21+ defaults to FlashInfer; =0 falls back to the Triton path (14 R V + scratch rows)
+    off = vllm_fit.plan("meta-llama/Llama-3.1-8B-Instruct", gpu="H100", vllm_version="0.21.0",
+                        max_model_len=8192, vllm_use_flashinfer_sampler=False)
+    assert off.settings["sampler_path"] == "triton"

@@ -96,6 +96,9 @@ def plan(
     mamba_ssm_cache_dtype: Optional[str] = typer.Option(None, "--mamba-ssm-cache-dtype"),
     disable_sliding_window: bool = typer.Option(False, "--disable-sliding-window"),
     mamba_cache_dtype: Optional[str] = typer.Option(None, "--mamba-cache-dtype"),
+    flashinfer_sampler: Optional[bool] = typer.Option(
+        None, "--flashinfer-sampler/--no-flashinfer-sampler",
+        help="VLLM_USE_FLASHINFER_SAMPLER=1/0 (vLLM 0.11: whether flashinfer is installed). Default: the version's."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     import vllm_fit
@@ -161,6 +164,7 @@ def plan(
             mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
             disable_sliding_window=disable_sliding_window or None,
             mamba_cache_dtype=mamba_cache_dtype,
+            vllm_use_flashinfer_sampler=flashinfer_sampler,
         )
         flags.update({k: v for k, v in cli_flags.items() if v is not None})
         if model is None and config is None:

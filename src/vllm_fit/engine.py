@@ -322,8 +322,12 @@ def resolve(spec: ModelSpec, args: ServeArgs, rules: VersionRules, gpu: GpuSpec,
 
     # sampler path
     path = rules.sampler_path
+    if args.vllm_use_flashinfer_sampler is True:
+        path = "flashinfer"
+    elif args.vllm_use_flashinfer_sampler is False:
+        path = rules.native_sampler_path
     if path == "flashinfer" and (gpu.sms <= 16 or cap < 8.0):
-        path = "triton"
+        path = rules.native_sampler_path
     return EngineSettings(
         dtype=dtype,
         dtype_bytes=DTYPE_BYTES[dtype],

@@ -58,6 +58,10 @@ class ServeArgs(BaseModel):
     # and skipping the encoder's dummy run altogether.
     limit_mm_per_prompt: Optional[dict[str, int]] = None
     skip_mm_profiling: bool = False
+    # The environment variable VLLM_USE_FLASHINFER_SAMPLER (vllm/envs.py): None = the
+    # version's default; in vLLM 0.11 the default means "FlashInfer if installed"
+    # (the vllm-openai image has it, a plain `pip install vllm` does not).
+    vllm_use_flashinfer_sampler: Optional[bool] = None
 
     @field_validator("kv_cache_dtype")
     @classmethod
@@ -143,6 +147,8 @@ def human_readable_int(text: str) -> int:
 
 
 # flag -> (field, kind); kind: int | hint | float | str | bool | neg
+_ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=")
+
 _FLAGS: dict[str, tuple[str, str]] = {
     "--tensor-parallel-size": ("tensor_parallel_size", "int"), "-tp": ("tensor_parallel_size", "int"),
     "--pipeline-parallel-size": ("pipeline_parallel_size", "int"), "-pp": ("pipeline_parallel_size", "int"),
@@ -191,11 +197,21 @@ def parse_serve_command(argv: list[str] | str) -> tuple[str | None, dict[str, An
     a malformed value.
     """
     args = shlex.split(argv) if isinstance(argv, str) else list(argv)
-    while args and args[0] in ("vllm", "python", "python3", "-m", "vllm.entrypoints.openai.api_server", "serve"):
-        args = args[1:]
     model: str | None = None
     fields: dict[str, Any] = {}
     ignored: list[str] = []
+    # `VLLM_USE_FLASHINFER_SAMPLER=0 vllm serve ...`: environment assignments before
+    # the command; the ones that change memory are read, the rest listed as ignored.
+    while args and _ENV_ASSIGNMENT.match(args[0]):
+        name, _, value = args.pop(0).partition("=")
+        if name == "VLLM_USE_FLASHINFER_SAMPLER":
+            if value not in ("0", "1"):
+                raise FlagError(f"VLLM_USE_FLASHINFER_SAMPLER={value!r}: vLLM reads it as an integer, use 0 or 1")
+            fields["vllm_use_flashinfer_sampler"] = value == "1"
+        else:
+            ignored.append(f"{name}={value}")
+    while args and args[0] in ("vllm", "python", "python3", "-m", "vllm.entrypoints.openai.api_server", "serve"):
+        args = args[1:]
     i = 0
     while i < len(args):
         tok = args[i]

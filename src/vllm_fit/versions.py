@@ -43,6 +43,10 @@ class VersionRules:
 
     # [2.2] vllm/v1/sample/ops/topk_topp_sampler.py default path on CUDA.
     sampler_path: str = "sort"  # sort | triton | flashinfer
+    # The PyTorch/Triton path (forward_native) taken when FlashInfer's sampler is
+    # off (VLLM_USE_FLASHINFER_SAMPLER=0, or flashinfer not installed in 0.11):
+    # sort until 0.16, Triton top-k/top-p (vllm/v1/sample/ops/topk_topp_triton.py) from 0.17.
+    native_sampler_path: str = "sort"
 
     # [2.3] vllm/config/vllm.py use_v2_model_runner default.
     v2_runner: str = "never"  # never | qwen3 | llama-mistral-qwen3 | dense | all
@@ -181,6 +185,8 @@ def _rules_for_minor(minor: int) -> VersionRules:
         r = replace(r, one_request_check="all_groups_null_block")
     if 17 <= minor <= 20:
         r = replace(r, sampler_path="triton")
+    if minor >= 17:
+        r = replace(r, native_sampler_path="triton")
     if minor >= 21:
         # VLLM_USE_FLASHINFER_SAMPLER defaults to True; tokens = int(concurrency x len).
         r = replace(r, sampler_path="flashinfer", kv_tokens_formula="concurrency")
