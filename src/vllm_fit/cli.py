@@ -227,6 +227,9 @@ def explain(
         return
     if not pairs:
         _fail(f"no vLLM log found in {source}")
+    if all(report.recognized_nothing for _, report in pairs):
+        where = "standard input" if source == "-" else source
+        _fail(f"{where} has no vLLM log lines: is it the output of `vllm serve` (or `kubectl logs` of its pod)?")
     result = explain_reports(pairs, compare=compare, plan_fn=_plan_for_log)
     if as_json:
         out = []

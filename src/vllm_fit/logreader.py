@@ -421,6 +421,9 @@ class RankReport:
         }
 
 
+NOTHING_RECOGNIZED = "no vLLM log lines recognized"
+
+
 @dataclass
 class LogReport:
     """One engine start found in a log."""
@@ -441,6 +444,10 @@ class LogReport:
     limiting_rank: str | None = None
 
     # -- derived ---------------------------------------------------------
+    @property
+    def recognized_nothing(self) -> bool:
+        return NOTHING_RECOGNIZED in self.missing
+
     def _limiting(self) -> RankReport | None:
         if not self.ranks:
             return None
@@ -885,7 +892,7 @@ class _Reader:
     def _missing(self, report: LogReport) -> None:
         miss = report.missing
         if self.recognized == 0 and not report.settings and report.vllm_version is None:
-            miss.append("no vLLM log lines recognized")
+            miss.append(NOTHING_RECOGNIZED)
         m = report.measured
         manual = any("manual_kv" in r.logged for r in report.ranks.values())
         cpu = report.engine.get("kv_cache_device") == "CPU" or report.settings.get("device") == "cpu"
