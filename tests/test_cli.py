@@ -159,3 +159,16 @@ def test_explain_plans_a_cpu_log_with_the_cpu_block_size(tmp_path):
     assert _plan_for_log(settings)["num_gpu_blocks"] == 152
     settings["device"] = "cuda"
     assert _plan_for_log(settings)["num_gpu_blocks"] == 1220
+
+
+def test_log_settings_become_plan_arguments_once_for_cli_and_web():
+    # One translation serves `vllm-fit explain` and POST /api/explain: a CPU log
+    # (device_config=cpu, no --block-size) plans with 128-token blocks; the log's
+    # "compressed-tensors" is left to the checkpoint's config; empty values dropped.
+    from vllm_fit.explain import plan_args_for_log
+
+    args = plan_args_for_log({"model": "m", "vllm_version": "0.32.0", "gpu_memory_gib": None, "device": "cpu",
+                              "quantization": "compressed-tensors", "max_model_len": 1024, "dtype": None})
+    assert args == {"model": "m", "vllm_version": "0.32.0", "gpu_memory_gib": None, "block_size": 128,
+                    "max_model_len": 1024}
+    assert plan_args_for_log({"device": "cuda", "block_size": 32})["block_size"] == 32

@@ -187,17 +187,9 @@ def _plan_for_log(settings: dict) -> dict:
     """plan_fn for explain: the log's own configuration, planned by vllm-fit."""
     import vllm_fit
 
-    flags = {k: v for k, v in settings.items() if v is not None}
-    model = flags.pop("model", None)
-    version = flags.pop("vllm_version", None)
-    total = flags.pop("gpu_memory_gib", None)
-    # vllm/platforms/cpu.py check_and_update_config: the CPU build defaults to
-    # 128-token blocks where CUDA uses 16.
-    if flags.pop("device", None) == "cpu":
-        flags.setdefault("block_size", 128)
-    if flags.get("quantization") in ("compressed-tensors", "None"):
-        flags.pop("quantization")  # read from the checkpoint's config
-    return vllm_fit.plan(model, gpu_memory_gib=total, vllm_version=version, **flags).to_dict()
+    from .explain import plan_args_for_log
+
+    return vllm_fit.plan(**plan_args_for_log(settings)).to_dict()
 
 
 @app.command(help="Read vLLM start-up logs (a file, a folder, or - for stdin) and say where the memory went.")

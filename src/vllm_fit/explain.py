@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from vllm_fit.logreader import LogReport
 
-__all__ = ["TERMS", "explain_reports", "render_text", "render_csv", "render_markdown"]
+__all__ = ["TERMS", "explain_reports", "plan_args_for_log", "comparison_notes", "render_text", "render_csv",
+           "render_markdown"]
 
 # (key, label, unit) of the terms shown, in the order of the start-up budget
 TERMS: tuple[tuple[str, str, str], ...] = (
@@ -163,6 +164,21 @@ def _compare(settings: dict[str, Any], measured: dict[str, Any], plan_fn: PlanFn
     return out
 
 
+def plan_args_for_log(settings: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``vllm_fit.plan`` for the configuration a log reports
+    (the CLI's and the web server's plan_fn both start from here)."""
+    flags = {k: v for k, v in settings.items() if v is not None}
+    args = {"model": flags.pop("model", None), "vllm_version": flags.pop("vllm_version", None),
+            "gpu_memory_gib": flags.pop("gpu_memory_gib", None)}
+    # vllm/platforms/cpu.py check_and_update_config: the CPU build defaults to
+    # 128-token blocks where CUDA uses 16.
+    if flags.pop("device", None) == "cpu":
+        flags.setdefault("block_size", 128)
+    if flags.get("quantization") in ("compressed-tensors", "None"):
+        flags.pop("quantization")  # read from the checkpoint's config
+    return {**args, **flags}
+
+
 def _mean_abs_errors(logs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, _, _ in TERMS:
@@ -291,7 +307,8 @@ def _plain(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def _per_log_notes(log: dict[str, Any]) -> list[str]:
+def comparison_notes(log: dict[str, Any]) -> list[str]:
+    """The failure, why there is no plan, and the term that explains most of the KV error."""
     out = []
     if log.get("failure"):
         out.append(f"failure: {log['failure']['kind']}: {log['failure']['message']}")
@@ -301,6 +318,11 @@ def _per_log_notes(log: dict[str, Any]) -> list[str]:
     if culprit:
         out.append(f"most of the KV error ({culprit['kv_error_gib']:+.2f} GiB) comes from "
                    f"{_TERM_LABEL[culprit['term']].lower()} ({culprit['contribution_gib']:+.2f} GiB)")
+    return out
+
+
+def _per_log_notes(log: dict[str, Any]) -> list[str]:
+    out = comparison_notes(log)
     for b, what in (("recommended_kv_cache_memory_bytes", "to fit requested memory"),
                     ("full_kv_cache_memory_bytes", "to fully use the GPU")):
         if log.get(b) is not None:

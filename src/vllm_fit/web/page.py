@@ -126,7 +126,7 @@ def _err(value: Any) -> str:
 
 
 def render_explain(result: dict | None, error: str | None) -> str:
-    from ..explain import TERMS
+    from ..explain import TERMS, comparison_notes
 
     logs = []
     for log in (result or {}).get("logs", []):
@@ -138,16 +138,7 @@ def render_explain(result: dict | None, error: str | None) -> str:
             if m is None and p is None:
                 continue
             rows.append((f"{label} ({unit})", _fmt(m, unit), _fmt(p, unit), _err(errs.get(key)), key))
-        notes = []
-        if log.get("failure"):
-            notes.append(f"failure: {log['failure'].get('kind')}: {log['failure'].get('message')}")
-        if log.get("plan_error"):
-            notes.append(log["plan_error"])
-        culprit = log.get("kv_error_explained_by")
-        if culprit:
-            label = dict((k, lbl) for k, lbl, _ in TERMS).get(culprit["term"], culprit["term"])
-            notes.append(f"most of the KV error ({culprit['kv_error_gib']:+.2f} GiB) comes from {label.lower()} "
-                         f"({culprit['contribution_gib']:+.2f} GiB)")
+        notes = comparison_notes(log)
         notes += [f"missing: {m}" for m in log.get("missing", [])]
         logs.append({"log": log, "rows": rows, "notes": notes, "compare": bool(log.get("predicted"))})
     return _env().get_template("explain.html").render(logs=logs, error=error)

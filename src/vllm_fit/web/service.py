@@ -207,7 +207,7 @@ def request_key(req: Any) -> str:
 
 def run_explain(req: ExplainRequest) -> dict[str, Any]:
     """explain_reports of the pasted log, JSON-ready, with the text rendering."""
-    from ..explain import explain_reports, render_text
+    from ..explain import explain_reports, plan_args_for_log, render_text
     from ..logreader import read_log_text
 
     reports = read_log_text(req.log.splitlines(), source="pasted log")
@@ -216,13 +216,9 @@ def run_explain(req: ExplainRequest) -> dict[str, Any]:
     def plan_for_log(settings: dict[str, Any]) -> dict[str, Any]:
         import vllm_fit
 
-        flags = {k: v for k, v in settings.items() if v is not None}
-        model = checked_model(flags.pop("model", None), req.online)
-        version = flags.pop("vllm_version", None)
-        total = flags.pop("gpu_memory_gib", None)
-        if flags.get("quantization") in ("compressed-tensors", "None"):
-            flags.pop("quantization")  # read from the checkpoint's config, as the CLI does
-        return vllm_fit.plan(model, gpu_memory_gib=total, vllm_version=version, allow_hub=req.online, **flags).to_dict()
+        args = plan_args_for_log(settings)  # the CLI's translation; the model must be a catalog/hub id here
+        args["model"] = checked_model(args["model"], req.online)
+        return vllm_fit.plan(**args, allow_hub=req.online).to_dict()
 
     result = explain_reports(pairs, compare=req.compare, plan_fn=plan_for_log)
     result["text"] = render_text(result)
