@@ -41,9 +41,6 @@ def fast_planning() -> Iterator[PlanMemo]:
         _active_memo.reset(token)
 
 
-gpu_for = resolve_gpu  # the GPU as ``vllm_fit.plan`` picks it
-
-
 class Planner:
     """One model, one vLLM version: plan any flags on any catalog GPU."""
 
@@ -64,7 +61,7 @@ class Planner:
         self.rules = rules_for(vllm_version)
         self.resolved = resolve_model(model, config, allow_hub=allow_hub)
         self.model = model or self.resolved.spec.name
-        self.gpu = gpu_for(gpu, gpu_memory_gib)
+        self.gpu = resolve_gpu(gpu, gpu_memory_gib)
         self.free_at_start_bytes: int | None = None
         if free_memory_gib is not None:
             try:
@@ -141,4 +138,4 @@ def smallest_true(pred: Callable[[int], bool], lo: int, hi: int) -> int | None:
     return good
 
 
-__all__ = ["Planner", "fast_planning", "gpu_for", "largest_true", "smallest_true"]
+__all__ = ["Planner", "fast_planning", "largest_true", "smallest_true"]

@@ -16,8 +16,8 @@ from typing import Any, Iterable, Sequence
 
 from .advise import DEFAULT_DISK_GB_S, DEFAULT_KV_COMPRESSION, DEFAULT_LINK_GB_S, restore_estimate
 from .errors import VllmFitError
-from .gpus import find_gpu
-from .replan import Planner, fast_planning, gpu_for
+from .gpus import find_gpu, resolve_gpu
+from .replan import Planner, fast_planning
 from .units import GiB
 
 AXES = ("gpu", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "kv_cache_dtype", "max_num_seqs")
@@ -90,7 +90,7 @@ def sweep(
         total *= len(v)
     if total > MAX_CONFIGS:
         raise VllmFitError(f"the grid has {total} configurations; at most {MAX_CONFIGS} per sweep")
-    gpus = [gpu_for(str(g), gpu_memory_gib) for g in axes["gpu"]]
+    gpus = [resolve_gpu(str(g), gpu_memory_gib) for g in axes["gpu"]]
     P = planner or Planner(model, gpu=gpus[0].name, gpu_memory_gib=gpu_memory_gib, vllm_version=vllm_version,
                            config=config, allow_hub=allow_hub)
     fixed = {k: v for k, v in fixed_flags.items() if v is not None}
